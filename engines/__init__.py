@@ -1,0 +1,1 @@
+"""Engines: one small Protocol per kind, one file per engine."""
