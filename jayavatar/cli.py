@@ -1,0 +1,219 @@
+"""The `jayavatar` command line: render, enroll, run workers, inspect and cancel requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from jayavatar import redis_server
+from jayavatar.errors import JayAvatarError, TransientError, one_line
+from jayavatar.settings import Settings
+
+T = TypeVar("T")
+CLI_USER = "local"
+
+
+class Cli(click.Group):
+    """A click group that turns every JayAvatar error into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, mapping the error tree to a one-line message."""
+        try:
+            return super().invoke(ctx)
+        except JayAvatarError as exc:
+            click.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(1)
+        except ValueError as exc:  # pydantic settings errors: a bad JAYAVATAR_* variable
+            click.echo(
+                f"error: invalid configuration: {' '.join(str(exc).split())[:300]}", err=True
+            )
+            sys.exit(2)
+
+
+@click.group(cls=Cli)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """JayAvatar: type a line, get a video of you saying it."""
+    ctx.obj = Settings()
+
+
+def run_client(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect a JobClient, run `work(client)`, and close it."""
+    from jobs.client import JobClient
+
+    async def go() -> T:
+        client = await JobClient.connect(settings)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+@main.command()
+@click.option("--text", required=True, help="What the avatar says.")
+@click.option("--voice", default=None, help="Voice name (default: your only or default voice).")
+@click.option("--avatar", default=None, help="Avatar name (default: your only or default avatar).")
+@click.option("--language", default=None, help="Language code, e.g. en.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the render.")
+@click.pass_obj
+def render(
+    settings: Settings,
+    text: str,
+    voice: str | None,
+    avatar: str | None,
+    language: str | None,
+    output: Path,
+    timeout: float,
+) -> None:
+    """Render TEXT with an enrolled voice and avatar into an MP4."""
+
+    async def work(client: Any) -> None:
+        req = await client.submit_render(CLI_USER, text, voice, avatar, language)
+        click.echo(f"request {req.id} queued", err=True)
+        done = await client.wait(req.id, timeout)
+        if done.state != "done":
+            raise TransientError(
+                f"request {done.id} {done.state}: {done.error or 'no reason given'}"
+            )
+        _copy_out(client.output_path(done), output)
+        click.echo(_timings(done.timings), err=True)
+
+    run_client(settings, work)
+    click.echo(str(output))
+
+
+def _copy_out(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+
+
+def _timings(timings: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.2f}s" for k, v in sorted(timings.items()))
+
+
+def _asset_group(kind: str) -> click.Group:
+    group = click.Group(name=kind, help=f"Enroll, list and remove {kind}s.")
+
+    @group.command("add")
+    @click.argument("name")
+    @click.argument("path", type=click.Path(path_type=Path))
+    @click.option("--replace", is_flag=True, help=f"Overwrite an existing {kind} of that name.")
+    @click.option("--timeout", default=600.0, show_default=True)
+    @click.pass_obj
+    def add(settings: Settings, name: str, path: Path, replace: bool, timeout: float) -> None:
+        async def work(client: Any) -> Any:
+            submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
+            req = await submit(CLI_USER, name, path, replace=replace)
+            done = await client.wait(req.id, timeout)
+            if done.state != "done":
+                raise TransientError(
+                    f"{kind} {name!r} was not enrolled: {done.error or done.state}"
+                )
+            return done
+
+        done = run_client(settings, work)
+        click.echo(f"{kind} {done.name!r} ready: {json.dumps(done.result, sort_keys=True)}")
+
+    @group.command("list")
+    @click.pass_obj
+    def list_(settings: Settings) -> None:
+        async def work(client: Any) -> Any:
+            return await client.accounts.usable(kind, CLI_USER)
+
+        for asset in run_client(settings, work):
+            click.echo(f"{asset.ref}\t{json.dumps(asset.meta, sort_keys=True)}")
+
+    @group.command("remove")
+    @click.argument("name")
+    @click.pass_obj
+    def remove(settings: Settings, name: str) -> None:
+        async def work(client: Any) -> Any:
+            return await client.accounts.remove(kind, CLI_USER, name)
+
+        click.echo(f"removed {kind} {name!r} ({run_client(settings, work)} files)")
+
+    add.help = f"Enroll a {kind} NAME from a file at PATH."
+    list_.help = f"List your {kind}s."
+    remove.help = f"Delete a {kind} and all its files."
+    return group
+
+
+main.add_command(_asset_group("voice"))
+main.add_command(_asset_group("avatar"))
+
+
+@main.command()
+@click.argument("request_id")
+@click.pass_obj
+def status(settings: Settings, request_id: str) -> None:
+    """Show a request's state, progress and timings."""
+
+    async def work(client: Any) -> Any:
+        req = await client.get(request_id)
+        return req, await client.queue_position(request_id)
+
+    req, position = run_client(settings, work)
+    data = req.model_dump(exclude={"origin", "text"}) | {"queue_position": position}
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@main.command()
+@click.argument("request_id")
+@click.pass_obj
+def cancel(settings: Settings, request_id: str) -> None:
+    """Cancel a queued or running request."""
+
+    async def work(client: Any) -> Any:
+        return await client.cancel(request_id, CLI_USER)
+
+    click.echo(f"request {run_client(settings, work).id} cancelled")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["voice", "lipsync"]))
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+@click.pass_obj
+def worker(settings: Settings, kind: str, burst: bool) -> None:
+    """Run the voice or lip-sync worker (in that worker's Python environment)."""
+    from jobs.worker import build_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not redis_server.reachable(settings.redis_url):
+        raise TransientError(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}")
+    build_worker(settings, kind, burst=burst).run()  # type: ignore[arg-type]
+
+
+@main.command("redis")
+@click.pass_obj
+def redis_cmd(settings: Settings) -> None:
+    """Start a local redis-server (AOF in the data dir) unless the configured one answers."""
+    click.echo(f"redis {redis_server.ensure(settings)} at {settings.redis_url.split('@')[-1]}")
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("out/demo.mp4"))
+@click.pass_obj
+def demo(settings: Settings, output: Path) -> None:
+    """Render the demo video through the real queues and print per-stage timings."""
+    from jayavatar.demo import run_demo
+
+    run_demo(settings, output)
+
+
+if __name__ == "__main__":
+    main()

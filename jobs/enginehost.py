@@ -1,0 +1,190 @@
+"""Runs an engine in a child process that the worker can kill.
+
+ARQ cancels a job's coroutine on timeout, abort or SIGTERM, but a thread doing heavy work cannot be
+stopped. So each worker keeps its engine (built once, which may take seconds) in one long-lived
+child process and talks to it over a pipe: a call, progress messages, then a result or an error.
+Cancelling the call kills the child; the next call starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import multiprocessing as mp
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+from jayavatar import errors
+from jayavatar.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EngineKind = Literal["voice", "lipsync"]
+Progress = Callable[[float, str], Awaitable[None]]
+Check = Callable[[], Awaitable[None]]
+PROGRESS_EVERY_S = 0.25
+#: Put this in a call's arguments where the engine expects its progress callback.
+PROGRESS = "<progress>"
+
+
+class EngineHost:
+    """One child process holding one engine; calls are serialised."""
+
+    def __init__(self, settings: Settings, kind: EngineKind) -> None:
+        self.settings = settings
+        self.kind = kind
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """Return the child's pid while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    async def start(self) -> None:
+        """Start the child and wait until its engine is built."""
+        if self.pid is not None:
+            return
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child, self.settings, self.kind), daemon=True)
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            await self._receive(None, None)
+        except BaseException:
+            self.kill()
+            raise
+        log.info("%s engine ready in process %s", self.kind, proc.pid)
+
+    async def call(
+        self, target: str, args: tuple[Any, ...], progress: Progress | None, check: Check | None
+    ) -> Any:
+        """Run `target` (engine method name or `module:function`) in the child; return its result.
+
+        `progress` receives the engine's reports; `check` runs about once a second and may raise to
+        abandon the call (the child is then killed).
+        """
+        async with self._lock:
+            await self.start()
+            assert self._conn is not None
+            self._conn.send(("call", target, args))
+            try:
+                return await self._receive(progress, check)
+            except BaseException:
+                self.kill()
+                raise
+
+    async def _receive(self, progress: Progress | None, check: Check | None) -> Any:
+        assert self._conn is not None and self._proc is not None
+        last_check = time.monotonic()
+        while True:
+            ready = await asyncio.to_thread(self._conn.poll, 0.2)
+            if ready:
+                try:
+                    message = self._conn.recv()
+                except (EOFError, OSError):
+                    raise self._died() from None
+                tag = message[0]
+                if tag in ("ready", "ok"):
+                    return message[1]
+                if tag == "progress" and progress is not None:
+                    await progress(message[1], message[2])
+                elif tag == "err":
+                    raise _rebuild(message[1], message[2])
+            elif not self._proc.is_alive():
+                raise self._died()
+            if check is not None and time.monotonic() - last_check >= 1.0:
+                last_check = time.monotonic()
+                await check()
+
+    def _died(self) -> errors.TransientError:
+        code = self._proc.exitcode if self._proc is not None else None
+        self.kill()
+        return errors.TransientError(f"the {self.kind} engine process died (exit code {code})")
+
+    def kill(self) -> None:
+        """Kill the child at once; the next call starts a new one."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        if conn is not None:
+            conn.close()
+
+
+def _rebuild(kind: str, message: str) -> BaseException:
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.JayAvatarError):
+        return cls(message)
+    return errors.EngineError(message)
+
+
+def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
+    """Child process: build the engine once, then answer calls until the pipe closes."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        from engines import registry
+
+        build = registry.build_voice_engine if kind == "voice" else registry.build_lipsync_engine
+        engine = build(settings)
+    except BaseException as exc:
+        conn.send(("err", _kind(exc), _message(exc)))
+        return
+    conn.send(("ready", engine.name))
+    while True:
+        try:
+            _tag, target, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        func = _resolve(engine, target)
+        report = _throttled(conn)
+        args = tuple(report if isinstance(a, str) and a == PROGRESS else a for a in args)
+        try:
+            result = func(*args)
+        except BaseException as exc:
+            log.error("engine call %s failed:\n%s", target, traceback.format_exc())
+            conn.send(("err", _kind(exc), _message(exc)))
+            continue
+        conn.send(("ok", result))
+
+
+def _resolve(engine: Any, target: str) -> Callable[..., Any]:
+    if ":" in target:
+        module, name = target.split(":", 1)
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(engine, target)  # type: ignore[no-any-return]
+
+
+def _throttled(conn: Connection) -> Callable[[float, str], None]:
+    last = [0.0]
+
+    def report(fraction: float, phase: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S or fraction >= 1.0:
+            last[0] = now
+            conn.send(("progress", float(fraction), str(phase)))
+
+    return report
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, errors.JayAvatarError):
+        return type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "TransientError"
+    return "EngineError"
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, errors.JayAvatarError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

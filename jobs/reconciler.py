@@ -1,0 +1,90 @@
+"""The reconciler: finds requests that no worker is moving and puts them back on a queue.
+
+Two cases: a claimed stage whose heartbeat stopped (its worker was killed or frozen), which gets
+a new epoch and so a fresh job id (ARQ's own re-run only comes after its in-progress key expires,
+and aborted ids must never be reused); and an unclaimed stage whose ARQ job is gone, which is
+enqueued again under its deterministic id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from jayavatar.errors import EngineError, NotFound
+from jobs.records import Request
+from jobs.stages import StageContext, _enqueue, fail
+
+log = logging.getLogger(__name__)
+
+#: Which stage (and queue) moves a request on from each non-final state.
+STAGE_OF = {
+    ("render", "queued"): "voice",
+    ("render", "voice"): "voice",
+    ("render", "lipsync"): "lipsync",
+    ("voice_enroll", "queued"): "enroll_voice",
+    ("voice_enroll", "enroll"): "enroll_voice",
+    ("avatar_enroll", "queued"): "enroll_avatar",
+    ("avatar_enroll", "enroll"): "enroll_avatar",
+}
+LIPSYNC_STAGES = frozenset({"lipsync", "enroll_avatar"})
+GRACE_S = 10.0
+
+
+async def reconcile(ctx: dict[str, Any]) -> int:
+    """Re-enqueue stuck or lost requests of this worker's queue; return how many."""
+    sc: StageContext = ctx["stage"]
+    mine_lipsync = ctx["queue_kind"] == "lipsync"
+    fixed = 0
+    for rid in await sc.store.active_ids():
+        try:
+            req = await sc.store.get(rid)
+        except NotFound:
+            await sc.redis.srem(sc.store.active_key, rid)
+            continue
+        stage = STAGE_OF.get((req.kind, req.state))
+        if stage is None or (stage in LIPSYNC_STAGES) != mine_lipsync:
+            continue
+        if await _unstick(sc, req, stage):
+            fixed += 1
+    return fixed
+
+
+async def _unstick(sc: StageContext, req: Request, stage: str) -> bool:
+    now = time.time()
+    if req.running:
+        if now - req.heartbeat_at < sc.settings.stuck_after_s:
+            return False
+        return await _new_epoch(sc, req, stage, now)
+    if now - req.updated_at < GRACE_S or await _job_alive(sc, req.job_id(stage)):
+        return False
+    log.warning("request %s lost its %s job; enqueueing it again", req.id, stage)
+    await _enqueue(sc, req, stage)
+    return True
+
+
+async def _new_epoch(sc: StageContext, req: Request, stage: str, now: float) -> bool:
+    if req.epoch >= sc.settings.max_tries:
+        await fail(sc, req, EngineError(f"gave up after {req.epoch} attempts; workers kept dying"))
+        return True
+
+    def bump(r: Request) -> Request | None:
+        if (
+            r.epoch != req.epoch
+            or not r.running
+            or now - r.heartbeat_at < sc.settings.stuck_after_s
+        ):
+            return None
+        return r.changed(epoch=r.epoch + 1, running=False, phase="requeued")
+
+    new, changed = await sc.store.update(req.id, bump)
+    if changed:
+        log.warning("request %s stalled in %s; retrying as epoch %s", req.id, stage, new.epoch)
+        await _enqueue(sc, new, stage)
+    return changed
+
+
+async def _job_alive(sc: StageContext, job_id: str) -> bool:
+    keys = (f"arq:job:{job_id}", f"arq:in-progress:{job_id}", f"arq:retry:{job_id}")
+    return bool(await sc.redis.exists(*keys))

@@ -1,0 +1,332 @@
+"""The stage functions ARQ runs: voice, lip-sync and the two enrollments.
+
+Each stage loads the request record, claims it for its epoch, skips work whose output already
+exists, runs the engine in the worker's `EngineHost`, publishes the output atomically and moves
+the request on in one transaction. A stage for an old epoch, or a final request, does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, one_line
+from jayavatar.settings import Settings
+from jobs.accounts import Accounts
+from jobs.completions import announce
+from jobs.enginehost import PROGRESS, EngineHost
+from jobs.payloads import STAGE_FUNCTIONS, StagePayload
+from jobs.records import RecordStore, Request
+from storage.base import Storage
+from storage.keys import avatar_prefix, render_key, speech_key, voice_prefix
+
+log = logging.getLogger(__name__)
+
+
+class Abandon(Exception):
+    """The request was cancelled or taken over by a newer epoch; stop without writing."""
+
+
+@dataclass
+class StageContext:
+    """What every stage needs, built once per worker."""
+
+    settings: Settings
+    redis: ArqRedis
+    store: RecordStore
+    storage: Storage
+    accounts: Accounts
+    host: EngineHost
+    timeout_s: int
+
+
+async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Synthesize the request's speech, then hand it to the lip-sync queue."""
+    sc: StageContext = ctx["stage"]
+    req = await _claim(sc, payload, ("queued", "voice"), "voice")
+    if req is None:
+        return await _maybe_forward(sc, payload)
+    key = speech_key(req.id)
+    if not sc.storage.exists(key):
+        owner, name = req.voice.split("/", 1)
+        voice_dir = _asset_dir(sc, voice_prefix(owner, name), "voice", req.voice)
+        args = (req.text, req.language, voice_dir, "{out}/speech.wav", PROGRESS)
+        out, _seconds = await _run(sc, req, "synthesize", args, "speech.wav")
+        sc.storage.put_file(key, out)
+        shutil.rmtree(out.parent, ignore_errors=True)
+    started = req.started_at
+    req, _ = await sc.store.update(req.id, _advance(req.epoch, "voice", "lipsync", started))
+    await _enqueue(sc, req, "lipsync")
+    return "voice done"
+
+
+async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Render the lip-synced MP4 and announce the finished request."""
+    sc: StageContext = ctx["stage"]
+    req = await _claim(sc, payload, ("lipsync",), "lipsync")
+    if req is None:
+        return "skipped"
+    out_key = render_key(req.user, req.id)
+    stats: dict[str, Any] = {}
+    if not sc.storage.exists(out_key):
+        owner, name = req.avatar.split("/", 1)
+        avatar_dir = _asset_dir(sc, avatar_prefix(owner, name), "avatar", req.avatar)
+        speech = sc.storage.local_path(speech_key(req.id))
+        if not speech.is_file():
+            raise TransientError("the speech of this request is missing; redoing the voice stage")
+        meta = provenance(req)
+        args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta)
+        out, stats = await _run(sc, req, "render", args, "render.mp4")
+        if req.max_bytes and out.stat().st_size > req.max_bytes:
+            fitted = out.with_name("fitted.mp4")
+            fit_args = (out, fitted, req.max_bytes)
+            stats["fit"] = await sc.host.call("engines.fit:fit_to_size", fit_args, None, None)
+            out = fitted
+        sc.storage.put_file(out_key, out)
+        shutil.rmtree(out.parent, ignore_errors=True)
+    await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
+    return "render done"
+
+
+async def enroll_voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Validate a voice sample and store the voice."""
+    return await _enroll(ctx, payload, "voice")
+
+
+async def enroll_avatar_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+    """Validate avatar media, prepare its face track and store the avatar."""
+    return await _enroll(ctx, payload, "avatar")
+
+
+async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> str:
+    sc: StageContext = ctx["stage"]
+    req = await _claim(sc, payload, ("queued", "enroll"), "enroll")
+    if req is None:
+        return "skipped"
+    prefix = (voice_prefix if kind == "voice" else avatar_prefix)(req.user, req.name)
+    marker = f"{prefix}/request_id"
+    if not (sc.storage.exists(marker) and sc.storage.get_bytes(marker).decode() == req.id):
+        if sc.storage.exists(prefix) and not req.replace:
+            raise BadInput(f"you already have a {kind} named {req.name!r}; replace it explicitly")
+        source = sc.storage.local_path(req.upload_key)
+        method = "enroll" if kind == "voice" else "prepare"
+        out, meta = await _run(sc, req, method, (source, "{out}/asset"), "asset")
+        (out / "request_id").write_text(req.id)
+        (out / "meta.json").write_text(json.dumps(meta))
+        sc.storage.publish_dir(prefix, out)
+        shutil.rmtree(out.parent, ignore_errors=True)
+    else:
+        meta = _read_meta(sc.storage.local_path(prefix))
+    await sc.accounts.register(kind, req.user, req.name, meta)  # type: ignore[arg-type]
+    await _finish(sc, req, "enroll", result=meta)
+    return f"{kind} enrolled"
+
+
+def provenance(req: Request) -> dict[str, str]:
+    """Return the MP4 metadata tags that mark a render as AI-generated and say who asked."""
+    note = f"AI-generated with JayAvatar; requested by {req.user}; request {req.id}"
+    return {"comment": note, "description": note, "title": "JayAvatar render"}
+
+
+# Claiming, running, finishing ------------------------------------------------------------------
+
+
+async def _claim(
+    sc: StageContext, payload: dict[str, Any], states: tuple[str, ...], running_state: str
+) -> Request | None:
+    p = StagePayload.model_validate(payload)
+    now = time.time()
+
+    def claim(r: Request) -> Request | None:
+        if r.final or r.epoch != p.epoch or r.state not in states:
+            return None
+        waited = {f"{running_state}_wait_s": round(now - r.updated_at, 3)} if not r.running else {}
+        return r.changed(
+            state=running_state,
+            running=True,
+            heartbeat_at=now,
+            started_at=r.started_at or now,
+            progress=0.0,
+            phase="starting",
+            timings={**r.timings, **waited},
+        )
+
+    try:
+        req, changed = await sc.store.update(p.request_id, claim)
+    except NotFound:
+        return None
+    return req if changed else None
+
+
+async def _maybe_forward(sc: StageContext, payload: dict[str, Any]) -> str:
+    # A re-run of the voice stage after it moved the request on must still make sure the
+    # lip-sync job exists (the crash may have hit between the two); the job id dedupes it.
+    p = StagePayload.model_validate(payload)
+    try:
+        req = await sc.store.get(p.request_id)
+    except NotFound:
+        return "skipped"
+    if req.state == "lipsync" and req.epoch == p.epoch and not req.running:
+        await _enqueue(sc, req, "lipsync")
+        return "forwarded"
+    return "skipped"
+
+
+async def _enqueue(sc: StageContext, req: Request, stage: str) -> None:
+    queue = (
+        sc.settings.lipsync_queue
+        if stage in ("lipsync", "enroll_avatar")
+        else sc.settings.voice_queue
+    )
+    payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
+    await sc.redis.enqueue_job(
+        STAGE_FUNCTIONS[stage], payload, _job_id=req.job_id(stage), _queue_name=queue
+    )
+
+
+async def _run(
+    sc: StageContext, req: Request, target: str, args: tuple[Any, ...], name: str
+) -> tuple[Path, Any]:
+    """Run an engine call in a scratch folder with heartbeat, cancel checks and a timeout."""
+    scratch = sc.storage.scratch_dir()
+    args = tuple(
+        Path(str(a).format(out=scratch)) if isinstance(a, str) and "{out}" in a else a for a in args
+    )
+    started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(
+            sc.host.call(target, args, _progress(sc, req), _check(sc, req)), sc.timeout_s
+        )
+    except TimeoutError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise EngineError(f"the {target} step took longer than {sc.timeout_s} s") from None
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    await sc.store.update(req.id, _timing(req.epoch, f"{target}_s", time.monotonic() - started))
+    return scratch / name, result
+
+
+def _progress(sc: StageContext, req: Request):  # type: ignore[no-untyped-def]
+    async def report(fraction: float, phase: str) -> None:
+        def apply(r: Request) -> Request | None:
+            if r.final or r.epoch != req.epoch:
+                return None
+            return r.changed(progress=round(fraction, 3), phase=phase, heartbeat_at=time.time())
+
+        await sc.store.update(req.id, apply)
+
+    return report
+
+
+def _check(sc: StageContext, req: Request):  # type: ignore[no-untyped-def]
+    async def check() -> None:
+        def beat(r: Request) -> Request | None:
+            if r.final or r.epoch != req.epoch:
+                return None
+            return r.changed(heartbeat_at=time.time())
+
+        current, changed = await sc.store.update(req.id, beat)
+        if not changed:
+            raise Abandon(f"request {req.id} is {current.state} (epoch {current.epoch})")
+
+    return check
+
+
+def _timing(epoch: int, name: str, seconds: float):  # type: ignore[no-untyped-def]
+    def apply(r: Request) -> Request | None:
+        if r.epoch != epoch:
+            return None
+        return r.changed(timings={**r.timings, name: round(seconds, 3)})
+
+    return apply
+
+
+def _advance(epoch: int, from_state: str, to_state: str, started: float):  # type: ignore[no-untyped-def]
+    def apply(r: Request) -> Request | None:
+        if r.epoch != epoch or r.state != from_state:
+            return None
+        spent = {f"{from_state}_stage_s": round(time.time() - started, 3)}
+        return r.changed(
+            state=to_state,
+            running=False,
+            progress=0.0,
+            phase="queued",
+            started_at=0.0,
+            timings={**r.timings, **spent},
+        )
+
+    return apply
+
+
+async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any) -> None:
+    now = time.time()
+
+    def apply(r: Request) -> Request | None:
+        if r.epoch != req.epoch or r.state != from_state:
+            return None
+        spent = {f"{from_state}_stage_s": round(now - (r.started_at or now), 3)}
+        return r.changed(
+            state="done",
+            running=False,
+            progress=1.0,
+            phase="done",
+            finished_at=now,
+            timings={**r.timings, **spent},
+            **fields,
+        )
+
+    done, changed = await sc.store.update(
+        req.id, apply, lambda pipe, _o, new: announce(pipe, sc.settings, new)
+    )
+    if changed:
+        cleanup(sc.storage, done)
+        await sc.accounts.count(
+            f"{done.kind}_done", done.timings if done.kind == "render" else None
+        )
+
+
+async def fail(sc: StageContext, req: Request, exc: BaseException) -> None:
+    """Mark a request failed with a one-line reason and announce it."""
+    message = one_line(exc)
+
+    def apply(r: Request) -> Request | None:
+        if r.final or r.epoch != req.epoch:
+            return None
+        return r.changed(state="failed", running=False, error=message, finished_at=time.time())
+
+    done, changed = await sc.store.update(
+        req.id, apply, lambda pipe, _o, new: announce(pipe, sc.settings, new)
+    )
+    if changed:
+        cleanup(sc.storage, done)
+        await sc.accounts.count(f"{done.kind}_failed")
+
+
+def cleanup(storage: Storage, req: Request) -> None:
+    """Remove a final request's intermediate files (speech, uploads)."""
+    storage.delete_prefix(f"work/{req.id}")
+    storage.delete_prefix(f"uploads/{req.id}")
+    if req.state != "done" and req.output_key:
+        storage.delete(req.output_key)
+
+
+def _asset_dir(sc: StageContext, prefix: str, kind: str, ref: str) -> Path:
+    path = sc.storage.local_path(prefix)
+    if not path.is_dir():
+        raise NotFound(f"the {kind} {ref!r} was removed")
+    return path
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    path = folder / "meta.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    return data if isinstance(data, dict) else {}

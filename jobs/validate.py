@@ -1,0 +1,52 @@
+"""Checks on what users type, done before anything is stored or queued."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from jayavatar.errors import BadInput
+from jayavatar.settings import Settings
+
+#: Languages XTTS v2 speaks; the offline Piper voice speaks English only.
+XTTS_LANGUAGES = frozenset("en es fr de it pt pl tr ru nl cs ar zh-cn ja hu ko hi".split())
+# Invisible characters that change nothing spoken but can hide text or reorder it on screen.
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def clean_text(text: str, settings: Settings) -> str:
+    """Return the script normalised for speech, or raise `BadInput` saying what is wrong."""
+    if not isinstance(text, str):
+        raise BadInput("the text must be a string")
+    text = unicodedata.normalize("NFC", text).translate(INVISIBLE)
+    for ch in text:
+        if ch in BIDI:
+            raise BadInput("the text contains bidirectional override characters; remove them")
+        if unicodedata.category(ch) == "Cc" and ch not in "\n\t\r":
+            raise BadInput(f"the text contains a control character (U+{ord(ch):04X}); remove it")
+    text = " ".join(text.split())
+    if not text:
+        raise BadInput("the text is empty; type what the avatar should say")
+    if len(text) > settings.max_text_chars:
+        raise BadInput(
+            f"the text is {len(text)} characters long; the limit is {settings.max_text_chars}"
+        )
+    if not any(ch.isalnum() for ch in text):
+        raise BadInput("the text has no words to speak")
+    return text
+
+
+def check_language(language: str, settings: Settings) -> str:
+    """Return a supported language code for the configured voice engine, or raise `BadInput`."""
+    code = language.strip().lower() or "en"
+    if settings.voice_engine == "piper":
+        if code != "en":
+            raise BadInput(
+                f"language {code!r} is not available: the offline voice speaks English only"
+            )
+        return code
+    if code not in XTTS_LANGUAGES:
+        raise BadInput(
+            f"language {code!r} is not supported; use one of {', '.join(sorted(XTTS_LANGUAGES))}"
+        )
+    return code
