@@ -1,0 +1,221 @@
+"""Preparing an avatar once, for every render: normalised clip, face track, metadata, poster.
+
+A prepared avatar directory holds (shared by every lip-sync engine):
+
+- ``clip.mp4``: H.264 yuv420p, constant ``settings.output_fps``, even size, long side <= 1920,
+  no audio, one keyframe a second (cheap seeks for back-and-forth looping);
+- ``track.npz``: the `engines.facetrack.FaceTrack` of that clip, frame for frame;
+- ``avatar.json``: frames, fps, width, height, duration_s, face_frames, source (video|photo);
+- ``poster.jpg``: a thumbnail.
+
+A photo becomes an 8 s clip with slow breathing and sway (a rigid whole-image motion, so the
+face is never warped). Video is decoded and re-encoded frame by frame in one pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from engines.base import ProgressFn, no_progress
+from engines.facetrack import FaceMesh, FaceTrack, track_frames
+from engines.media import MediaInfo, VideoWriter, even_size, iter_frames, probe
+from jayavatar.errors import BadInput
+
+if TYPE_CHECKING:
+    from jayavatar.settings import Settings
+
+MAX_SIDE = 1920
+PHOTO_CLIP_S = 8.0
+POSTER_SIDE = 512
+# The clip is re-encoded once and decoded on every render: spend bits on quality here.
+CLIP_CRF = 16
+CLIP_PRESET = "fast"
+FILES = ("clip.mp4", "track.npz", "avatar.json", "poster.jpg")
+
+
+def prepare_avatar(
+    media: Path, out_dir: Path, settings: Settings, progress: ProgressFn = no_progress
+) -> dict[str, Any]:
+    """Validate `media` (video or photo) and write the prepared avatar into `out_dir`.
+
+    Raises `BadInput` with a one-line reason for anything unusable; nothing is left behind
+    in `out_dir` on failure. Returns the contents of ``avatar.json``.
+    """
+    info = _validate(media, settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare(media, info, out_dir, settings, progress)
+    except BaseException:
+        for name in (*FILES, "clip.tmp.mp4"):
+            (out_dir / name).unlink(missing_ok=True)
+        raise
+
+
+def _validate(media: Path, settings: Settings) -> MediaInfo:
+    """Probe and check the limits before any heavy work."""
+    info = probe(media)
+    if info.kind == "audio":
+        raise BadInput(f"{media.name} is audio only; an avatar needs a video or a photo")
+    if info.width * info.height > settings.max_avatar_pixels:
+        raise BadInput(
+            f"{media.name} is {info.width}x{info.height}; at most "
+            f"{settings.max_avatar_pixels:,} pixels per frame are allowed"
+        )
+    if info.kind == "video" and info.duration_s > settings.max_avatar_s:
+        raise BadInput(
+            f"{media.name} lasts {info.duration_s:.1f} s; avatars may last at most "
+            f"{settings.max_avatar_s:.0f} s"
+        )
+    return info
+
+
+def _prepare(
+    media: Path, info: MediaInfo, out_dir: Path, settings: Settings, progress: ProgressFn
+) -> dict[str, Any]:
+    """Write clip, track, metadata and poster; the caller cleans up on failure."""
+    fps = settings.output_fps
+    width, height = even_size(info.width, info.height, MAX_SIDE)
+    if info.kind == "image":
+        photo = load_photo(media)
+        height, width = photo.shape[:2]
+        _require_face(photo, media)
+        total = round(PHOTO_CLIP_S * fps)
+        frames: Iterable[np.ndarray] = photo_motion(photo, fps, total)
+    else:
+        total = max(1, round(info.duration_s * fps))
+        limit = math.ceil(settings.max_avatar_s * fps) + fps
+        frames = _capped(iter_frames(media, size=(width, height), fps=fps), limit, media, settings)
+    tmp = out_dir / "clip.tmp.mp4"
+    poster: list[np.ndarray] = []
+    with VideoWriter(tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET) as writer:
+        track = track_frames(_tee(frames, writer, poster), fps, total, progress)
+    if len(track) == 0:
+        raise BadInput(f"{media.name} holds no decodable video frame")
+    if track.face_frames == 0:
+        raise BadInput(
+            f"no face found in {media.name}; use a clip where the face is clearly visible"
+        )
+    tmp.replace(out_dir / "clip.mp4")
+    track.save(out_dir / "track.npz")
+    _write_poster(_poster_frame(poster, track), out_dir / "poster.jpg")
+    meta = {
+        "frames": len(track),
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "duration_s": round(len(track) / fps, 3),
+        "face_frames": track.face_frames,
+        "source": "photo" if info.kind == "image" else "video",
+    }
+    _write_json(meta, out_dir / "avatar.json")
+    progress(1.0, "track")
+    return meta
+
+
+def _capped(
+    frames: Iterator[np.ndarray], limit: int, media: Path, settings: Settings
+) -> Iterator[np.ndarray]:
+    """Stop a clip whose header understates its length once it passes the duration limit."""
+    for i, frame in enumerate(frames):
+        if i >= limit:
+            raise BadInput(
+                f"{media.name} is longer than {settings.max_avatar_s:.0f} s, the avatar limit"
+            )
+        yield frame
+
+
+def _tee(
+    frames: Iterable[np.ndarray], writer: VideoWriter, poster: list[np.ndarray]
+) -> Iterator[np.ndarray]:
+    """Encode each frame as it passes on to the face tracker; keep a few candidate posters."""
+    for i, frame in enumerate(frames):
+        writer.write(frame)
+        if i < 50 and i % 10 == 0:
+            poster.append(frame)
+        yield frame
+
+
+def _poster_frame(candidates: list[np.ndarray], track: FaceTrack) -> np.ndarray:
+    """Pick the first kept frame that shows a face."""
+    for k, frame in enumerate(candidates):
+        if track.present[k * 10]:
+            return frame
+    return candidates[0]
+
+
+def _write_poster(frame: np.ndarray, path: Path) -> None:
+    """Save a JPEG thumbnail, long side at most POSTER_SIDE."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, POSTER_SIDE / max(h, w))
+    small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("could not encode the poster")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.tobytes())
+    tmp.replace(path)
+
+
+def _write_json(data: dict[str, Any], path: Path) -> None:
+    """Write JSON atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_photo(path: Path, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Decode a photo upright (EXIF orientation applied): RGB uint8, even size, long side capped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BadInput(f"{path.name} is not a readable image") from exc
+    h, w = rgb.shape[:2]
+    size = even_size(w, h, max_side)
+    if size != (w, h):
+        shrink = size[0] < w
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return np.ascontiguousarray(rgb)
+
+
+def _require_face(photo: np.ndarray, media: Path) -> None:
+    """Fail fast on a photo without a face, before making a clip of it."""
+    with FaceMesh(video=False) as mesh:
+        if mesh.landmarks(photo) is None:
+            raise BadInput(
+                f"no face found in {media.name}; use a photo where the face is clearly visible"
+            )
+
+
+def photo_motion(
+    photo: np.ndarray, fps: int, frames: int, overscan: float = 0.04
+) -> Iterator[np.ndarray]:
+    """Yield a clip of `photo` gently breathing and swaying: a rigid similarity per frame.
+
+    Every motion is a cosine with a whole number of cycles over the clip, so velocity is zero
+    at both ends and back-and-forth looping turns around smoothly. The `overscan` zoom keeps
+    the moving picture's edges out of view.
+    """
+    h, w = photo.shape[:2]
+    duration = frames / fps
+    cx, cy = w / 2, h / 2
+    for k in range(frames):
+        phase = 2 * math.pi * (k / fps) / duration
+        scale = 1 + overscan - 0.006 * math.cos(2 * phase)  # two slow breaths
+        dx = -0.008 * w * math.cos(phase)  # one slow sway
+        dy = 0.003 * h * math.cos(2 * phase) - 0.002 * h * math.cos(phase)
+        angle = 0.4 * math.cos(phase)  # degrees
+        m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+        m[:, 2] += (dx, dy)
+        yield cv2.warpAffine(
+            photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
+        )
