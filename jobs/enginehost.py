@@ -151,7 +151,8 @@ def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
         try:
             result = func(*args)
         except BaseException as exc:
-            log.error("engine call %s failed:\n%s", target, traceback.format_exc())
+            if not isinstance(exc, errors.UserError):
+                log.error("engine call %s failed:\n%s", target, traceback.format_exc())
             conn.send(("err", _kind(exc), _message(exc)))
             continue
         conn.send(("ok", result))

@@ -115,7 +115,9 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
     marker = f"{prefix}/request_id"
     if not (sc.storage.exists(marker) and sc.storage.get_bytes(marker).decode() == req.id):
         if sc.storage.exists(prefix) and not req.replace:
-            raise BadInput(f"you already have a {kind} named {req.name!r}; replace it explicitly")
+            raise BadInput(
+                f"you already have a {kind} named {req.name!r}; enroll again with replace to overwrite it"
+            )
         source = sc.storage.local_path(req.upload_key)
         method = "enroll" if kind == "voice" else "prepare"
         out, meta = await _run(sc, req, method, (source, "{out}/asset"), "asset")

@@ -1,0 +1,44 @@
+"""Pytest fixtures for the real stack; import them into a test module's namespace to use them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import RedisProcess, Stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A redis-server and one voice and one lip-sync worker, shared by a test module."""
+    folder = tmp_path_factory.mktemp("stack")
+    redis = RedisProcess(folder / "redis")
+    redis.start()
+    stack = Stack(folder, redis)
+    try:
+        stack.start_worker("voice")
+        stack.start_worker("lipsync")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[object]:
+    """A JobClient connected to the stack."""
+    from jobs.client import JobClient
+
+    job_client = await JobClient.connect(stack.settings())  # type: ignore[arg-type]
+    try:
+        yield job_client
+    finally:
+        await job_client.close()
+
+
+def demo_media(tmp: Path) -> tuple[Path, Path]:
+    """Return (voice sample, avatar media) made by the engines' demo asset builders."""
+    from tests.support.assets import make_assets
+
+    return make_assets(tmp)
