@@ -5,8 +5,14 @@ PYTHON ?= python3.11
 CORE := .venv
 ENVS := voice lipsync
 PIP_FLAGS ?= -q --disable-pip-version-check
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+CORE_PKGS := jayavatar jobs storage bot api
+LIPSYNC_PY := engines/media.py engines/facetrack.py engines/compositing.py engines/avatar_prep.py \
+	engines/landmark.py engines/demo_assets.py engines/fit.py engines/wav2lip.py \
+	engines/wav2lip_model.py engines/wav2lip_audio.py engines/wav2lip_pipeline.py engines/s3fd.py
+VOICE_PY := engines/piper.py engines/audio.py engines/voice_match.py engines/demo_voice.py
 
-.PHONY: demo test check envs chaos bench clean-envs
+.PHONY: demo test test-all check envs chaos bench clean-envs
 
 envs: $(CORE)/.stamp $(foreach e,$(ENVS),.venvs/$(e)/.stamp)
 
@@ -19,6 +25,33 @@ $(CORE)/.stamp: pyproject.toml
 	$(PYTHON) -m venv .venvs/$*
 	.venvs/$*/bin/pip install $(PIP_FLAGS) -e ".[dev]" -r envs/$*.txt
 	touch $@
+
+demo: envs
+	$(CORE)/bin/jayavatar demo -o out/demo.mp4
+
+# One pytest run per environment; each collects only the test modules written for it.
+# Exit code 5 (no tests collected in an environment) is not a failure.
+test: envs
+	$(CORE)/bin/python -m pytest $(PYTEST_FLAGS) $(ARGS) || [ $$? -eq 5 ]
+	JAYAVATAR_TEST_ENV=voice .venvs/voice/bin/python -m pytest $(PYTEST_FLAGS) $(ARGS) || [ $$? -eq 5 ]
+	JAYAVATAR_TEST_ENV=lipsync .venvs/lipsync/bin/python -m pytest $(PYTEST_FLAGS) $(ARGS) || [ $$? -eq 5 ]
+
+# Everything, slow and chaos tests included.
+test-all:
+	$(MAKE) test ARGS="-m 'not gpu'"
+
+chaos: envs
+	$(CORE)/bin/python -m pytest $(PYTEST_FLAGS) -m chaos tests/chaos
+
+bench: envs
+	$(CORE)/bin/python bench/pipeline.py
+
+check: envs
+	$(CORE)/bin/ruff check .
+	$(CORE)/bin/ruff format --check .
+	$(CORE)/bin/mypy $(CORE_PKGS) engines/base.py engines/registry.py engines/models.py engines/text.py
+	.venvs/lipsync/bin/mypy $(wildcard $(LIPSYNC_PY))
+	.venvs/voice/bin/mypy $(wildcard $(VOICE_PY))
 
 clean-envs:
 	rm -rf $(CORE) .venvs

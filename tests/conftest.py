@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The real stack (own Redis, real workers) as fixtures `stack` and `client`.
+pytest_plugins = ["tests.support.fixtures"]
+
 ENV_MARK = re.compile(r"""pytest\.mark\.env\(\s*["'](\w+)["']\s*\)""")
 
 

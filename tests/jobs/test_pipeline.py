@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.support.assets import demo_inputs, face_clip
-from tests.support.fixtures import client, stack  # noqa: F401 - pytest fixtures
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.timeout(300)
