@@ -43,7 +43,10 @@ def demo_assets(settings: Settings) -> tuple[Path, Path]:
     if not voice.exists():
         _run_in("voice", ["-m", "engines.demo_voice", str(voice)])
     if not avatar.exists():
-        code = "import sys; from pathlib import Path; from engines.demo_assets import make_demo_avatar; make_demo_avatar(Path(sys.argv[1]))"
+        code = (
+            "import sys; from pathlib import Path; from engines.demo_assets import "
+            "make_demo_avatar; make_demo_avatar(Path(sys.argv[1]))"
+        )
         _run_in("lipsync", ["-c", code, str(avatar)])
     return voice, avatar
 

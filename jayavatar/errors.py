@@ -51,9 +51,7 @@ class ModelMissing(EngineError):
 
 def one_line(exc: BaseException) -> str:
     """Return a single-line message for an error, never exposing internals of non-user errors."""
-    if isinstance(exc, UserError):
-        text = str(exc)
-    elif isinstance(exc, ModelMissing):
+    if isinstance(exc, UserError | ModelMissing):
         text = str(exc)
     elif isinstance(exc, TransientError):
         text = f"temporarily unavailable: {exc}"

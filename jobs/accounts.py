@@ -269,8 +269,9 @@ class Accounts:
     async def purge_user(self, user: str) -> dict[str, int]:
         """Delete every voice, avatar, render, record and setting of a user."""
         counts = {"voices": 0, "avatars": 0, "files": 0, "records": 0}
-        for kind in ("voice", "avatar"):
-            for asset in await self.owned(kind, user):  # type: ignore[arg-type]
+        kinds: tuple[AssetKind, ...] = ("voice", "avatar")
+        for kind in kinds:
+            for asset in await self.owned(kind, user):
                 counts["files"] += await self.remove(asset.kind, user, asset.name)
                 counts[f"{kind}s"] += 1
             for ref in await self.redis.smembers(self._k("shared_with", kind, user)):

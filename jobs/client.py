@@ -130,7 +130,8 @@ class JobClient:
             self._check_upload(kind, upload)
             if not replace and await self.accounts.get_asset(kind, user, name) is not None:
                 raise BadInput(
-                    f"you already have a {kind} named {name!r}; enroll again with replace to overwrite it"
+                    f"you already have a {kind} named {name!r}; "
+                    "enroll again with replace to overwrite it"
                 )
             await self._check_concurrency(user)
             req = self._new(f"{kind}_enroll", user, origin, name=name, replace=replace)  # type: ignore[arg-type]

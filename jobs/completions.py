@@ -8,6 +8,8 @@ what it had not acknowledged), then new ones, and they claim entries idle in dea
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
@@ -26,7 +28,7 @@ def stream_key(settings: Settings) -> str:
 
 def announce(pipe: Pipeline, settings: Settings, req: Request) -> None:
     """Queue the announcement of a final request on a transaction pipeline."""
-    fields: dict[str | bytes, str | bytes | int | float] = {"rid": req.id, "state": req.state}
+    fields: dict[Any, Any] = {"rid": req.id, "state": req.state}
     pipe.xadd(stream_key(settings), fields, maxlen=STREAM_MAXLEN, approximate=True)
 
 

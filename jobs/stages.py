@@ -116,7 +116,8 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
     if not (sc.storage.exists(marker) and sc.storage.get_bytes(marker).decode() == req.id):
         if sc.storage.exists(prefix) and not req.replace:
             raise BadInput(
-                f"you already have a {kind} named {req.name!r}; enroll again with replace to overwrite it"
+                f"you already have a {kind} named {req.name!r}; "
+                "enroll again with replace to overwrite it"
             )
         source = sc.storage.local_path(req.upload_key)
         method = "enroll" if kind == "voice" else "prepare"

@@ -8,7 +8,10 @@ from jayavatar.errors import BadInput
 from jayavatar.settings import Settings
 
 #: Languages XTTS v2 speaks; the offline Piper voice speaks English only.
-XTTS_LANGUAGES = frozenset(["en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "ja", "hu", "ko", "hi"])
+XTTS_LANGUAGES = frozenset(
+    {"en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar"}
+    | {"zh-cn", "ja", "hu", "ko", "hi"}
+)
 # Invisible characters that change nothing spoken but can hide text or reorder it on screen.
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

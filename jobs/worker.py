@@ -78,7 +78,7 @@ def build_worker(settings: Settings, kind: QueueKind, burst: bool = False) -> Wo
             cron(
                 reconcile,
                 name=f"reconcile-{kind}",
-                second=set(range(0, 60, 5)),  # type: ignore[arg-type]
+                second=set(range(0, 60, 5)),
                 run_at_startup=True,
                 timeout=60,
             )
