@@ -278,6 +278,8 @@ class Accounts:
                 owner, name = _s(ref).split("/", 1)
                 await self.redis.srem(self._k("shares", kind, owner, name), user)
         counts["files"] += self.storage.delete_prefix(f"renders/{validate_user(user)}")
+        async for key in self.redis.scan_iter(match=self._k("usage", user, "*")):
+            await self.redis.delete(key)
         for suffix in (
             ("profile", user),
             ("quota", user),

@@ -349,6 +349,7 @@ class JobClient:
                 counts["records"] += 1
             await self.redis.zrem(self.store.user_key(user), *ids)
         counts["files"] += self.storage.delete_prefix(f"renders/{user}")
+        await self.redis.delete(self.store.user_key(user), self.store.user_active_key(user))
         return counts
 
 
