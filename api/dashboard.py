@@ -1,0 +1,224 @@
+"""The dashboard: server-rendered pages over the same client calls as the JSON API.
+
+Login stores the API key in an HttpOnly, SameSite=Strict cookie. Form posts are also checked
+for a same-origin `Origin`/`Referer`, so another site cannot make a logged-in browser act.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.auth import COOKIE, keys_of
+from api.deps import Client, Config
+from api.health import readiness
+from api.keys import ApiKey
+from api.renders import API_ORIGIN, owned, view
+from jayavatar.errors import Forbidden, NotFound, UserError, one_line
+from jobs.client import JobClient
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+
+class LoginNeeded(Exception):
+    """No valid dashboard cookie; answered with a redirect to the login page."""
+
+
+def templates(request: Request) -> Jinja2Templates:
+    """Return the app's template set."""
+    found: Jinja2Templates = request.app.state.templates
+    return found
+
+
+async def viewer(request: Request) -> ApiKey:
+    """Return the logged-in key; redirect to login without one; refuse cross-site posts."""
+    token = request.cookies.get(COOKIE)
+    key = await keys_of(request).check(token) if token else None
+    if key is None:
+        raise LoginNeeded()
+    if request.method == "POST" and not same_origin(request):
+        raise Forbidden("cross-site form post refused")
+    return key
+
+
+def same_origin(request: Request) -> bool:
+    """Tell whether a form post came from a page of this site."""
+    source = request.headers.get("origin") or request.headers.get("referer") or ""
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+Viewer = Annotated[ApiKey, Depends(viewer)]
+
+
+def page(
+    request: Request, name: str, key: ApiKey | None, status: int = 200, **ctx: Any
+) -> Response:
+    """Render a template with the common context."""
+    ctx.update(request=request, key=key)
+    return templates(request).TemplateResponse(request, name, ctx, status_code=status)
+
+
+def quality_line(quality: dict[str, Any]) -> str:
+    """Format a render's quality numbers as one short line."""
+    parts = []
+    for name, value in sorted(quality.items()):
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{name} {shown}")
+    return " · ".join(parts)
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    """Show the login form."""
+    return page(request, "login.html", None)
+
+
+@router.post("/login")
+async def login(request: Request, api_key: Annotated[str, Form(max_length=200)]) -> Response:
+    """Check a key and keep it in a cookie."""
+    if not same_origin(request):
+        return page(request, "login.html", None, 403, error="cross-site login refused")
+    key = await keys_of(request).check(api_key)
+    if key is None:
+        return page(request, "login.html", None, 401, error="unknown or revoked API key")
+    response = RedirectResponse("/dashboard", status_code=303)
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        COOKIE, api_key.strip(), httponly=True, samesite="strict", secure=secure, path="/"
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(key: Viewer) -> Response:
+    """Forget the key."""
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[str, Any]:
+    who = None if key.admin else key.user
+    recent = await client.list_requests(who, None, 20, 0)
+    return {
+        "ready": await readiness(client, settings),
+        "depths": {
+            q: await client.redis.zcard(q) for q in (settings.voice_queue, settings.lipsync_queue)
+        },
+        "paused": await client.accounts.is_paused(),
+        "recent": [await view(client, r) for r in recent],
+        "voices": await client.accounts.list_voices(key.user),
+        "avatars": await client.accounts.list_avatars(key.user),
+        "quality_line": quality_line,
+    }
+
+
+@router.get("")
+async def overview(request: Request, key: Viewer, client: Client, settings: Config) -> Response:
+    """Queues and workers at a glance, a render form and recent renders."""
+    return page(request, "overview.html", key, **await _overview(key, client, settings))
+
+
+@router.post("/renders")
+async def submit(
+    request: Request,
+    key: Viewer,
+    client: Client,
+    settings: Config,
+    text: Annotated[str, Form(max_length=20_000)],
+    voice: Annotated[str, Form(max_length=100)] = "",
+    avatar: Annotated[str, Form(max_length=100)] = "",
+    language: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """Queue a render from the form and show its page."""
+    try:
+        req = await client.submit_render(
+            key.user, text, voice or None, avatar or None, language or None, API_ORIGIN
+        )
+    except UserError as exc:
+        ctx = await _overview(key, client, settings)
+        return page(request, "overview.html", key, 422, error=one_line(exc), **ctx)
+    return RedirectResponse(f"/dashboard/requests/{req.id}", status_code=303)
+
+
+@router.get("/requests/{rid}")
+async def detail(request: Request, rid: str, key: Viewer, client: Client) -> Response:
+    """A request's state, live progress, stage timeline and video."""
+    req = await owned(client, key, rid)
+    timings = sorted(req.timings.items(), key=lambda kv: -kv[1])
+    longest = max((v for _k, v in timings), default=0.0) or 1.0
+    return page(
+        request,
+        "request.html",
+        key,
+        req=await view(client, req),
+        timings=timings,
+        longest=longest,
+        quality=quality_line(req.quality),
+    )
+
+
+@router.post("/requests/{rid}/cancel")
+async def cancel(rid: str, key: Viewer, client: Client) -> Response:
+    """Cancel a request from its page."""
+    req = await owned(client, key, rid)
+    await client.cancel(req.id, key.user)
+    return RedirectResponse(f"/dashboard/requests/{rid}", status_code=303)
+
+
+@router.post("/requests/{rid}/retry")
+async def retry(rid: str, key: Viewer, client: Client) -> Response:
+    """Retry a finished request and show the new one."""
+    req = await owned(client, key, rid)
+    new = await client.retry(req.id, key.user)
+    return RedirectResponse(f"/dashboard/requests/{new.id}", status_code=303)
+
+
+@router.get("/assets")
+async def assets(request: Request, key: Viewer, client: Client) -> Response:
+    """Voices and avatars, avatars with their thumbnails."""
+    return page(
+        request,
+        "assets.html",
+        key,
+        voices=await client.accounts.list_voices(key.user),
+        avatars=await client.accounts.list_avatars(key.user),
+    )
+
+
+@router.post("/admin/{action}")
+async def admin_action(action: str, key: Viewer, client: Client) -> Response:
+    """Pause or resume rendering (admin keys only)."""
+    if not key.admin:
+        raise Forbidden("this needs an admin API key")
+    if action == "pause":
+        await client.accounts.pause()
+    elif action == "resume":
+        await client.accounts.resume()
+    else:
+        raise NotFound(f"no admin action {action[:20]!r}")
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+def install(app: FastAPI) -> None:
+    """Add the templates, the login redirect and the root redirect to an app."""
+    app.state.templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+    async def to_login(request: Request, exc: Exception) -> Response:
+        return RedirectResponse("/dashboard/login", status_code=303)
+
+    async def root() -> Response:
+        return RedirectResponse("/dashboard", status_code=303)
+
+    app.add_exception_handler(LoginNeeded, to_login)
+    app.add_api_route("/", root, methods=["GET"], include_in_schema=False)
+    app.include_router(router)
+
+
+def _queues(settings: Config) -> tuple[str, str]:
+    return (settings.voice_queue, settings.lipsync_queue)

@@ -1,0 +1,134 @@
+"""The API's request and response bodies; request records are re-shaped, never exposed raw."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.records import Request
+
+Kind = Literal["render", "voice_enroll", "avatar_enroll"]
+State = Literal["queued", "voice", "lipsync", "enroll", "done", "failed", "cancelled"]
+
+
+class RenderCreate(BaseModel):
+    """What to render; unset voice, avatar and language fall back to the user's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20_000, description="What the avatar says.")
+    language: str | None = Field(None, max_length=16, description="Language code, e.g. `en`.")
+    voice: str | None = Field(None, max_length=100, description="`name` or `owner/name`.")
+    avatar: str | None = Field(None, max_length=100, description="`name` or `owner/name`.")
+    max_bytes: int = Field(
+        0, ge=0, le=2**40, description="Encode the MP4 to fit this many bytes (0: no cap)."
+    )
+
+
+class ShareBody(BaseModel):
+    """Whom to share an asset with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=64, description="The other user's id.")
+
+
+class QuotaBody(BaseModel):
+    """A user's limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily: int = Field(ge=0, le=1_000_000, description="Renders per day.")
+    concurrent: int = Field(ge=1, le=1000, description="Requests running at once.")
+
+
+class RequestOut(BaseModel):
+    """A render or enrolment request as the API shows it (front-end data left out)."""
+
+    id: str
+    kind: Kind
+    state: State
+    user: str
+    text: str
+    language: str
+    voice: str
+    avatar: str
+    name: str
+    created_at: float
+    updated_at: float
+    started_at: float
+    finished_at: float
+    progress: float
+    phase: str
+    error: str
+    retry_of: str
+    timings: dict[str, float]
+    quality: dict[str, Any]
+    queue_position: int | None = Field(None, description="Requests ahead of this one; 0 = next.")
+    video_url: str | None = Field(None, description="Where the MP4 is, once the render is done.")
+    events_url: str
+
+    @classmethod
+    def of(cls, req: Request, queue_position: int | None = None) -> RequestOut:
+        """Re-shape a request record for the API."""
+        done_render = req.kind == "render" and req.state == "done"
+        return cls(
+            **req.model_dump(
+                include=set(cls.model_fields) - {"queue_position", "video_url"} - {"events_url"}
+            ),
+            queue_position=queue_position,
+            video_url=f"/v1/requests/{req.id}/video" if done_render else None,
+            events_url=f"/v1/requests/{req.id}/events",
+        )
+
+
+class RequestPage(BaseModel):
+    """One page of requests, newest first."""
+
+    items: list[RequestOut]
+    limit: int
+    offset: int
+
+
+class AssetOut(BaseModel):
+    """A voice or avatar the user may use: their own or one shared with them."""
+
+    kind: str
+    owner: str
+    name: str
+    ref: str
+    created_at: float
+    meta: dict[str, Any]
+    shared_with: list[str]
+
+
+class KeyInfo(BaseModel):
+    """Who the presented API key belongs to."""
+
+    user: str
+    admin: bool
+    key_id: str
+
+
+class Problem(BaseModel):
+    """Every error body: one line a person can act on."""
+
+    detail: str
+
+
+class ValidationProblem(BaseModel):
+    """A 422 body: one summary line plus each field's error."""
+
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# Answers every authenticated route may give, documented once for the OpenAPI schema.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No API key, or an unknown or revoked one."},
+    403: {"model": Problem, "description": "Not allowed (consent, admin, quota, pause)."},
+    404: {"model": Problem, "description": "Unknown, or someone else's."},
+    422: {"model": ValidationProblem, "description": "Invalid input; `detail` says what."},
+    503: {"model": Problem, "description": "Redis is unreachable; retry later."},
+}
