@@ -1,0 +1,337 @@
+"""Wav2Lip's streaming render: decode → generate → composite → encode, overlapped in threads.
+
+Each stage runs in its own thread and hands whole batches to the next through queues of one
+slot, so decoding, GPU work and encoding overlap while memory holds a fixed number of frames,
+whatever the clip length. PyAV, OpenCV and torch release the GIL in their heavy calls.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from engines import media
+from engines.compositing import Mask, blend, match_color, mouth_jaw_mask
+from engines.wav2lip_audio import gather_windows
+from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
+from jayavatar.errors import EngineError
+
+U8 = NDArray[np.uint8]
+#: (B, 96, 96, 3) RGB crops and their (B, 1, 80, 16) mel windows → generated RGB crops.
+GenerateFn = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
+#: Side of the square face crop the generator works on.
+CROP = 96
+#: Width (px) over which the blend fades out towards the edge of the generated crop.
+CROP_FEATHER = 6
+
+
+class Generator:
+    """The generator on one device: BatchNorm folded, channels_last, fp16 on CUDA."""
+
+    def __init__(self, model: Wav2Lip, device: torch.device, half: bool | None = None) -> None:
+        self.device = device
+        self.half = device.type == "cuda" if half is None else half
+        self.dtype = torch.float16 if self.half else torch.float32
+        model = fuse_batchnorm(model).eval()
+        model = model.to(device, self.dtype)
+        # Module.to accepts memory_format at run time; torch's stubs omit it.
+        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    @torch.inference_mode()
+    def __call__(self, crops: U8, mel_windows: torch.Tensor) -> U8:
+        """Return generated (B, 96, 96, 3) RGB crops for RGB crops and (B, 1, 80, 16) mels."""
+        x = torch.from_numpy(crops).to(self.device, non_blocking=True)
+        # The reference network was trained on OpenCV's BGR frames: flip channels in and out.
+        x = x.permute(0, 3, 1, 2).flip(1).to(self.dtype).div_(255)
+        masked = x.clone()
+        masked[:, :, CROP // 2 :] = 0
+        faces = torch.cat((masked, x), dim=1).contiguous(memory_format=torch.channels_last)
+        out = self.model(mel_windows.to(self.device, self.dtype), faces)
+        out = out.flip(1).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
+        result: U8 = out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return result
+
+
+class FrameSink(Protocol):
+    """Where finished frames go, in order (`media.VideoWriter` in a render)."""
+
+    def write(self, frame: NDArray[np.uint8]) -> None:
+        """Take the next frame."""
+
+
+@dataclass
+class Batch:
+    """Consecutive output frames travelling through the stages together."""
+
+    start: int
+    clip_index: list[int] = field(default_factory=list)
+    frames: list[U8] = field(default_factory=list)
+    crops: list[U8] = field(default_factory=list)
+    generated: U8 | None = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class RenderPlan:
+    """Everything a render needs besides the generator, all read from the prepared avatar."""
+
+    clip: Path
+    fps: float
+    n_clip: int
+    n_out: int
+    present: NDArray[np.bool_]
+    boxes: NDArray[np.int32]  # (n_clip, 4) x1, y1, x2, y2 generator crops
+    landmarks: NDArray[np.float32]  # (n_clip, 478, 2)
+    mel: torch.Tensor  # (80, T) on the generator's device
+    starts: NDArray[np.int64]  # (n_out,) first mel frame of each output frame
+    batch: int
+    workers: int = 4
+
+
+@dataclass
+class StageClock:
+    """Busy seconds of each stage, for the render statistics."""
+
+    busy: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, since: float) -> None:
+        """Charge the time since `since` to `stage`."""
+        self.busy[stage] = self.busy.get(stage, 0.0) + time.perf_counter() - since
+
+
+class _Flow:
+    """Queues with a shared stop flag, so one failing stage stops the others instead of hanging."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.encoded = 0  # frames written so far; read by the main thread for progress
+
+    def put(self, q: queue.Queue[Any], item: Any) -> None:
+        """Put `item`, giving up once the flow is stopped."""
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def items(self, q: queue.Queue[Any]) -> Iterator[Any]:
+        """Yield items until the end marker (None) or a stop."""
+        while not self.stop.is_set():
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield item
+
+    def run(self, target: Callable[[], None]) -> threading.Thread:
+        """Start `target` in a daemon thread that records its failure and stops the flow."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                self.error = self.error or exc
+                self.stop.set()
+
+        thread = threading.Thread(target=guarded, daemon=True, name=target.__name__)
+        thread.start()
+        return thread
+
+
+def face_crop(frame: U8, box: NDArray[np.int32]) -> U8:
+    """Cut the generator crop out of a frame and resize it to 96×96 like the reference."""
+    x1, y1, x2, y2 = (int(v) for v in box)
+    out = cv2.resize(frame[y1:y2, x1:x2], (CROP, CROP), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def blend_mask(
+    shape: tuple[int, ...], box: NDArray[np.int32], landmarks: NDArray[np.float32]
+) -> Mask:
+    """The frame's blend mask: the feathered mouth-jaw mask, faded out at the crop's edges."""
+    height, width = shape[:2]
+    mask = mouth_jaw_mask(landmarks, width, height)
+    x1, y1, x2, y2 = (int(v) for v in box)
+    return Mask(mask.box, mask.alpha * _crop_window(mask, x1, y1, x2, y2))
+
+
+def composite(
+    frame: U8, generated: U8, box: NDArray[np.int32], landmarks: NDArray[np.float32]
+) -> U8:
+    """Blend a generated crop into `frame` (in place) through `blend_mask`."""
+    mask = blend_mask(frame.shape, box, landmarks)
+    if not mask.alpha.any():
+        return frame
+    x1, y1, x2, y2 = (int(v) for v in box)
+    mb = mask.box
+    source = frame[mb.slices]
+    patch = source.copy()
+    resized = cv2.resize(generated, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
+    # Paste the resized crop where it overlaps the mask box; alpha is zero elsewhere.
+    ox1, oy1, ox2, oy2 = max(x1, mb.x1), max(y1, mb.y1), min(x2, mb.x2), min(y2, mb.y2)
+    if ox2 > ox1 and oy2 > oy1:
+        patch[oy1 - mb.y1 : oy2 - mb.y1, ox1 - mb.x1 : ox2 - mb.x1] = resized[
+            oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1
+        ]
+    matched = match_color(patch, source, weight=mask.alpha)
+    blend(frame, matched, mask, out=frame)
+    return frame
+
+
+def _crop_window(mask: Mask, x1: int, y1: int, x2: int, y2: int) -> NDArray[np.float32]:
+    """Weights over the mask box: 0 outside the generated crop, rising to 1 inside its edge."""
+    xs = np.arange(mask.box.x1, mask.box.x2, dtype=np.float32)
+    ys = np.arange(mask.box.y1, mask.box.y2, dtype=np.float32)
+    dx = np.minimum(xs - x1, x2 - 1 - xs)
+    dy = np.minimum(ys - y1, y2 - 1 - ys)
+    edge = np.minimum(dy[:, None], dx[None, :])
+    window: NDArray[np.float32] = np.clip(edge / CROP_FEATHER, 0.0, 1.0).astype(np.float32)
+    return window
+
+
+def render_stream(
+    plan: RenderPlan,
+    generator: GenerateFn,
+    writer: FrameSink,
+    progress: Callable[[int], None],
+) -> StageClock:
+    """Run the four stages over the whole plan; return each stage's busy time.
+
+    The generator runs in the calling thread, which is also the only one calling `progress`
+    (with the number of frames encoded so far).
+    """
+    flow = _Flow()
+    clock = StageClock()
+    decoded: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+    generated: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+    composed: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+    threads = [
+        flow.run(lambda: _decode(plan, flow, clock, decoded)),
+        flow.run(lambda: _composite(plan, flow, clock, generated, composed)),
+        flow.run(lambda: _encode(flow, clock, composed, writer)),
+    ]
+    try:
+        _generate(plan, generator, flow, clock, decoded, generated, progress)
+    except BaseException as exc:
+        flow.error = flow.error or exc
+        flow.stop.set()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            progress(flow.encoded)
+    if flow.error is not None:
+        if isinstance(flow.error, EngineError | MemoryError | KeyboardInterrupt):
+            raise flow.error
+        raise EngineError(f"wav2lip render failed: {flow.error}") from flow.error
+    return clock
+
+
+def _decode(
+    plan: RenderPlan, flow: _Flow, clock: StageClock, out: queue.Queue[Batch | None]
+) -> None:
+    """Decode the clip back and forth, cutting each frame's generator crop."""
+    batch = Batch(0)
+    t = time.perf_counter()
+    frames = media.iter_pingpong(plan.clip, plan.n_clip, plan.n_out, plan.fps)
+    for i, (index, frame) in enumerate(frames):
+        if flow.stop.is_set():
+            return
+        batch.clip_index.append(index)
+        batch.frames.append(frame)
+        if plan.present[index]:
+            batch.crops.append(face_crop(frame, plan.boxes[index]))
+        if len(batch) == plan.batch:
+            clock.add("decode", t)
+            flow.put(out, batch)
+            batch, t = Batch(i + 1), time.perf_counter()
+    clock.add("decode", t)
+    if len(batch):
+        flow.put(out, batch)
+    flow.put(out, None)
+
+
+def _generate(
+    plan: RenderPlan,
+    generator: GenerateFn,
+    flow: _Flow,
+    clock: StageClock,
+    inbox: queue.Queue[Batch | None],
+    out: queue.Queue[Batch | None],
+    progress: Callable[[int], None],
+) -> None:
+    """Run the generator on each batch's face crops with their mel windows."""
+    for batch in flow.items(inbox):
+        progress(flow.encoded)
+        t = time.perf_counter()
+        if batch.crops:
+            faces = [
+                batch.start + k for k, index in enumerate(batch.clip_index) if plan.present[index]
+            ]
+            windows = gather_windows(plan.mel, plan.starts[faces])
+            batch.generated = generator(np.stack(batch.crops), windows)
+            batch.crops = []
+        clock.add("generate", t)
+        flow.put(out, batch)
+    flow.put(out, None)
+
+
+def _composite(
+    plan: RenderPlan,
+    flow: _Flow,
+    clock: StageClock,
+    inbox: queue.Queue[Batch | None],
+    out: queue.Queue[Batch | None],
+) -> None:
+    """Blend generated mouths into their frames, several frames at a time."""
+    # A one-frame clip (a photo) yields the same array every time: never blend into it.
+    copy = plan.n_clip == 1
+    with ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="composite") as pool:
+        for batch in flow.items(inbox):
+            t = time.perf_counter()
+            jobs = []
+            k = 0
+            for pos, index in enumerate(batch.clip_index):
+                if not plan.present[index] or batch.generated is None:
+                    continue
+                frame = batch.frames[pos].copy() if copy else batch.frames[pos]
+                args = (frame, batch.generated[k], plan.boxes[index], plan.landmarks[index])
+                jobs.append((pos, pool.submit(composite, *args)))
+                k += 1
+            for pos, job in jobs:
+                batch.frames[pos] = job.result()
+            batch.generated = None
+            clock.add("composite", t)
+            flow.put(out, batch)
+    flow.put(out, None)
+
+
+def _encode(
+    flow: _Flow,
+    clock: StageClock,
+    inbox: queue.Queue[Batch | None],
+    writer: FrameSink,
+) -> None:
+    """Encode frames in order, interleaving the audio."""
+    for batch in flow.items(inbox):
+        t = time.perf_counter()
+        for frame in batch.frames:
+            writer.write(frame)
+        clock.add("encode", t)
+        flow.encoded = batch.start + len(batch)

@@ -1,0 +1,72 @@
+"""S3FD: the checkpoint layout, box decoding, suppression and the strict loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.s3fd import S3FD, box_iou, decode, detect, load_s3fd, nms
+from jayavatar.errors import BadInput, ModelMissing
+
+pytestmark = pytest.mark.env("lipsync")
+
+
+def test_layout_matches_the_published_checkpoint() -> None:
+    model = S3FD()
+    state = model.state_dict()
+    assert sum(p.numel() for p in model.parameters()) == 22_459_110  # "about 22.5 M"
+    assert tuple(state["conv3_3_norm_mbox_conf.weight"].shape) == (4, 256, 3, 3)
+    assert tuple(state["fc6.weight"].shape) == (1024, 512, 3, 3)
+    assert tuple(state["conv4_3_norm.weight"].shape) == (512,)
+    assert float(state["conv5_3_norm.weight"][0]) == 5.0
+
+
+def test_heads_have_strides_4_to_128() -> None:
+    with torch.no_grad():
+        heads = S3FD().eval()(torch.zeros(1, 3, 256, 256))
+    # The published port's fc6 is a 3×3 conv padded by 3 (not dilated): its map is 4 cells
+    # larger than 256 / 32, and the two maps after it inherit that.
+    assert [prob.shape[-1] for prob, _ in heads] == [64, 32, 16, 12, 6, 3]
+    assert all(prob.shape[1] == 1 and loc.shape[1] == 4 for prob, loc in heads)
+
+
+def test_decode_places_an_anchor_box_at_its_cell() -> None:
+    prob = torch.zeros(1, 1, 8, 8)
+    prob[0, 0, 2, 5] = 0.9
+    loc = torch.zeros(1, 4, 8, 8)
+    loc[0, :, 2, 5] = torch.tensor([1.0, 0.0, 0.0, np.log(2.0) / 0.2])
+    empty = [(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, 4))]
+    boxes = decode([(prob, loc), *empty])
+    # Level 0: stride 4, anchor 16 px centred at (5*4+2, 2*4+2); x shifted by 0.1*16,
+    # height doubled.
+    np.testing.assert_allclose(boxes, [[15.6, -6.0, 31.6, 26.0, 0.9]], atol=1e-4)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10, 0.6], [1, 1, 11, 11, 0.9], [50, 50, 60, 60, 0.7]], np.float32)
+    kept = nms(boxes)
+    assert kept[:, 4].tolist() == pytest.approx([0.9, 0.7])
+    assert box_iou(boxes[0, :4], boxes[1:, :4])[0] == pytest.approx(81 / 119)
+
+
+def test_detect_returns_boxes_in_frame_pixels() -> None:
+    torch.manual_seed(0)
+    frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    boxes = detect(S3FD().eval(), frame, torch.device("cpu"))
+    assert boxes.ndim == 2 and boxes.shape[1] == 5
+    assert (boxes[:, 4] > 0.5).all()
+
+
+def test_loader_is_strict(tmp_path: Path) -> None:
+    with pytest.raises(ModelMissing, match="models pull s3fd"):
+        load_s3fd(tmp_path / "s3fd.pth")
+    good = tmp_path / "good.pth"
+    torch.save(S3FD().state_dict(), good)
+    assert isinstance(load_s3fd(good), S3FD)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"fc6.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(BadInput, match="not an S3FD checkpoint"):
+        load_s3fd(wrong)

@@ -1,0 +1,293 @@
+"""The wav2lip engine end to end on CPU: a real face clip, random weights in the official format.
+
+Checks the prepared crops, the MP4 (size, length, audio), the untouched-outside-the-mask
+property before encoding, no-face pass-through, A/V sync and memory that does not grow with
+the length of the audio.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from numpy.typing import NDArray
+
+from engines import media
+from engines.avatar_prep import photo_motion
+from engines.demo_assets import astronaut_portrait
+from engines.facetrack import FaceTrack
+from engines.wav2lip import PADS, Wav2LipEngine
+from engines.wav2lip_model import Wav2Lip
+from engines.wav2lip_pipeline import blend_mask, render_stream
+from jayavatar.errors import ModelMissing
+from jayavatar.settings import Settings
+
+pytestmark = pytest.mark.env("lipsync")
+
+FPS = 25
+SIDE = 256
+NO_FACE = range(30, 40)  # clip frames showing only background
+BURST = (1.0, 1.6)  # seconds of loud speech-like sound; silence elsewhere
+
+
+def write_clip(path: Path) -> Path:
+    """A 2 s real-face clip (the demo portrait, gently moving) with ten frames of no face."""
+    photo = astronaut_portrait(SIDE)
+    empty = np.full_like(photo, 180)
+    with media.VideoWriter(path, SIDE, SIDE, FPS, crf=18, preset="veryfast") as writer:
+        for i, frame in enumerate(photo_motion(photo, FPS, 2 * FPS)):
+            writer.write(empty if i in NO_FACE else frame)
+    return path
+
+
+def write_speech(path: Path, seconds: float) -> Path:
+    """Silence with a harmonic burst inside BURST (repeating every 5 s for long files)."""
+    rate = 16000
+    t = np.arange(int(seconds * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * f * t) for f in (180, 360, 720, 1500)) / 4
+    inside = (t % 5.0 >= BURST[0]) & (t % 5.0 < BURST[1])
+    sf.write(path, (0.5 * tone * inside).astype(np.float32), rate, subtype="FLOAT")
+    return path
+
+
+def save_random_checkpoint(models_dir: Path) -> None:
+    """Random generator weights, saved the way the official training script does."""
+    torch.manual_seed(0)
+    state = {f"module.{k}": v for k, v in Wav2Lip().state_dict().items()}
+    (models_dir / "wav2lip").mkdir(parents=True)
+    torch.save({"state_dict": state, "global_step": 0}, models_dir / "wav2lip" / "wav2lip_gan.pth")
+
+
+class Recorder:
+    """A frame sink that keeps every frame, standing in for the encoder."""
+
+    def __init__(self) -> None:
+        self.frames: list[NDArray[np.uint8]] = []
+
+    def write(self, frame: NDArray[np.uint8]) -> None:
+        """Keep a copy of the frame."""
+        self.frames.append(frame.copy())
+
+
+class StripeProbe:
+    """Stands in for the network: striped mouth when the mel window is loud, flat when silent."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def __call__(self, crops: NDArray[np.uint8], windows: torch.Tensor) -> NDArray[np.uint8]:
+        """Return one crop per input; striped where the window holds sound."""
+        self.batches.append(len(crops))
+        out = np.full_like(crops, 128)
+        loud = windows.amax(dim=(1, 2, 3)).cpu().numpy() > 0.0
+        out[loud, 48::8] = 255
+        out[loud, 52::8] = 0
+        return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's scratch directory with weights, clip and audio."""
+    root = tmp_path_factory.mktemp("wav2lip")
+    save_random_checkpoint(root / "models")
+    write_clip(root / "face.mp4")
+    write_speech(root / "speech.wav", 3.3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(work: Path) -> Settings:
+    """CPU settings pointing at the random weights."""
+    return Settings(models_dir=work / "models", data_dir=work / "data", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Wav2LipEngine:
+    """The engine with a small batch, so a render crosses several batches."""
+    return Wav2LipEngine(settings, batch=8, workers=2)
+
+
+@pytest.fixture(scope="module")
+def avatar(engine: Wav2LipEngine, work: Path) -> Path:
+    """The prepared avatar of the test clip."""
+    out = work / "avatar"
+    engine.prepare(work / "face.mp4", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def source_frames(avatar: Path) -> list[NDArray[np.uint8]]:
+    """The prepared clip's frames, decoded once."""
+    return list(media.iter_frames(avatar / "clip.mp4"))
+
+
+def test_prepare_stores_reference_crops(avatar: Path) -> None:
+    track = FaceTrack.load(avatar / "track.npz")
+    with np.load(avatar / "wav2lip.npz") as data:
+        boxes, source = data["boxes"], str(data["box_source"])
+    assert source == "facemesh"
+    assert not track.present[list(NO_FACE)].any() and track.present[:25].all()
+    assert (boxes[~track.present] == 0).all()
+    top, bottom, left, right = PADS
+    want = track.boxes[track.present] + np.array([-left, -top, right, bottom])
+    want[:, 3] = want[:, 3].clip(max=SIDE)
+    np.testing.assert_array_equal(boxes[track.present], want)
+
+
+def test_render_writes_an_mp4_as_long_as_the_audio(
+    engine: Wav2LipEngine, avatar: Path, work: Path
+) -> None:
+    out = work / "out.mp4"
+    reports: list[float] = []
+    stats = engine.render(avatar, work / "speech.wav", out, lambda f, _: reports.append(f), {})
+    info = media.probe(out)
+    expected = media.frames_for_audio(int(3.3 * 16000), 16000, FPS)
+    assert (info.width, info.height, info.fps) == (SIDE, SIDE, FPS)
+    assert info.frames == stats["frames"] == expected == 83
+    assert info.has_audio and info.audio_codec == "aac"
+    audio = media.load_audio(out, 16000)
+    assert abs(len(audio) / 16000 - expected / FPS) < 0.05
+    # 83 output frames loop the 50-frame clip back: 20 of them show no face.
+    assert stats["face_frames"] == 63
+    assert reports[-1] == 1.0 and reports == sorted(reports)
+    assert not list(work.glob("*.tmp.mp4"))
+
+
+def test_outside_the_mask_frames_are_the_source_bit_for_bit(
+    engine: Wav2LipEngine, avatar: Path, work: Path, source_frames: list[NDArray[np.uint8]]
+) -> None:
+    plan, _, _ = engine.plan(avatar, work / "speech.wav")
+    sink = Recorder()
+    render_stream(plan, engine.load(), sink, lambda n: None)
+    assert len(sink.frames) == plan.n_out
+    changed = passed = 0
+    for i, frame in enumerate(sink.frames):
+        index = media.pingpong_index(i, plan.n_clip)
+        source = source_frames[index]
+        if not plan.present[index]:
+            assert np.array_equal(frame, source), f"no-face frame {i} was altered"
+            passed += 1
+            continue
+        mask = blend_mask(frame.shape, plan.boxes[index], plan.landmarks[index])
+        inside = np.zeros(frame.shape[:2], bool)
+        inside[mask.box.slices] = mask.alpha > 0
+        assert np.array_equal(frame[~inside], source[~inside]), f"frame {i} changed outside"
+        changed += int(np.any(frame[inside] != source[inside]))
+    assert passed == 20
+    assert changed >= 55  # the generated mouth really lands inside the mask
+
+
+def test_the_mouth_moves_with_the_muxed_audio(settings: Settings, avatar: Path, work: Path) -> None:
+    probe = StripeProbe()
+    engine = Wav2LipEngine(settings, batch=8, workers=2, generator=probe)
+    out = work / "sync.mp4"
+    engine.render(avatar, work / "speech.wav", out, lambda f, p: None, {})
+    assert max(probe.batches) <= 8 and len(probe.batches) >= 8
+    plan, _, _ = engine.plan(avatar, work / "speech.wav")
+    frames = [f.to_ndarray(format="gray") for f in av.open(str(out)).decode(video=0)]
+    seen, expected = [], []
+    mel = plan.mel.cpu().numpy()
+    for i, frame in enumerate(frames):
+        index = media.pingpong_index(i, plan.n_clip)
+        if not plan.present[index]:
+            continue
+        mask = blend_mask(frame.shape, plan.boxes[index], plan.landmarks[index])
+        core = frame[mask.box.slices][mask.alpha >= 0.99].astype(np.float64)
+        seen.append(core.std() > 20)
+        start = min(int(i * 80 / FPS), mel.shape[1] - 16)  # the reference's window rule
+        expected.append(mel[:, start : start + 16].max() > 0.0)
+    assert seen == expected
+    # The striped frames sit where the muxed audio is loud (windows reach 0.2 s ahead).
+    audio = media.load_audio(out, 16000)
+    onset = np.flatnonzero(np.abs(audio) > 0.05)[0] / 16000
+    first = next(i for i, f in enumerate(seen) if f) / FPS
+    assert onset - 0.2 - 1 / FPS <= first <= onset + 1 / FPS
+    assert abs(onset - BURST[0]) < 0.03
+
+
+def test_missing_weights_name_the_file_and_the_fix(work: Path, avatar: Path) -> None:
+    bare = Settings(models_dir=work / "no-models", device="cpu")
+    engine = Wav2LipEngine(bare)
+    with pytest.raises(
+        ModelMissing, match=r"wav2lip_gan\.pth.*jayavatar models import wav2lip_gan"
+    ):
+        engine.render(avatar, work / "speech.wav", work / "never.mp4", lambda f, p: None, {})
+    assert not (work / "never.mp4").exists()
+
+
+def peak_live_frames(
+    engine: Wav2LipEngine, avatar: Path, audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Most decoded frames alive at once during a streamed render of `audio`."""
+    live: dict[int, weakref.ref[NDArray[np.uint8]]] = {}
+    peak = 0
+    original = media.iter_pingpong
+
+    def tracked(*args: Any, **kwargs: Any) -> Iterator[tuple[int, NDArray[np.uint8]]]:
+        for index, frame in original(*args, **kwargs):
+            key = id(frame)
+            live[key] = weakref.ref(frame, lambda _, key=key: live.pop(key, None))
+            yield index, frame
+
+    class Sink:
+        def write(self, frame: NDArray[np.uint8]) -> None:
+            """Note how many frames are alive, then drop this one as an encoder would."""
+            nonlocal peak
+            peak = max(peak, len(live))
+
+    monkeypatch.setattr(media, "iter_pingpong", tracked)
+    plan, _, _ = engine.plan(avatar, audio)
+    render_stream(plan, StripeProbe(), Sink(), lambda n: None)
+    return peak
+
+
+def test_frames_in_flight_do_not_grow_with_length(
+    settings: Settings, avatar: Path, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Wav2LipEngine(settings, batch=8, workers=2, generator=StripeProbe())
+    short = peak_live_frames(engine, avatar, write_speech(work / "s4.wav", 4.0), monkeypatch)
+    long = peak_live_frames(engine, avatar, write_speech(work / "s24.wav", 24.0), monkeypatch)
+    # At most a batch per stage and queue slot (7), plus the 25 frames the looping reader
+    # reverses at a time: a constant, where holding every frame would mean 600 here.
+    bound = 7 * 8 + 25
+    assert 8 <= short <= bound
+    assert long <= bound
+
+
+RSS_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from jayavatar.settings import Settings
+from engines.wav2lip import Wav2LipEngine
+root = Path(sys.argv[1])
+settings = Settings(models_dir=root / "models", device="cpu")
+engine = Wav2LipEngine(settings)
+engine.render(root / "avatar", Path(sys.argv[2]), root / "rss.mp4", lambda f, p: None, {})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_peak_rss_of_a_60s_render_is_within_20_percent_of_a_5s_render(
+    avatar: Path, work: Path
+) -> None:
+    peaks = []
+    for seconds in (5.0, 60.0):
+        audio = write_speech(work / f"rss{seconds:.0f}.wav", seconds)
+        result = subprocess.run(
+            [sys.executable, "-c", RSS_SCRIPT, str(work), str(audio)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks.append(int(result.stdout.split()[-1]))
+    assert peaks[1] <= 1.2 * peaks[0], peaks
