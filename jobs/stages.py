@@ -92,6 +92,8 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
             out = fitted
         sc.storage.put_file(out_key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
+    # The speech is not needed once the render exists; drop it before announcing the result.
+    sc.storage.delete_prefix(f"work/{req.id}")
     await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
     return "render done"
 
