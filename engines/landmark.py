@@ -29,6 +29,8 @@ AUDIO_RATE = 48_000
 #: Loudness range (dB under the loud parts) over which the mouth goes from shut to open.
 RANGE_DB = 26.0
 OPEN_CURVE = 1.6
+#: Mean-square level (dBFS) at or below which there is no speech at all, whatever the mix.
+SILENCE_DB = -50.0
 
 
 def speech_cues(audio: np.ndarray, rate: int, fps: int, frames: int) -> list[MouthPose]:
@@ -76,6 +78,8 @@ def _poses(feats: np.ndarray) -> list[MouthPose]:
     # RANGE_DB below the loud parts is a closed mouth; the loud parts are fully open. The
     # power curve keeps soft sounds small, as lips barely part for them.
     opening = np.clip((level - (loud - RANGE_DB)) / RANGE_DB, 0.0, 1.0) ** OPEN_CURVE
+    # Relative levels alone would make the mouth flap at the hum of a silent track.
+    opening = opening * np.clip((level - SILENCE_DB) / 10.0, 0.0, 1.0)
     voiced = np.clip((low - 0.05) / 0.25, 0.0, 1.0) * (opening > 0.05)
     fricative = np.clip((hiss - 0.25) / 0.35, 0.0, 1.0)
     opening = opening * (1.0 - 0.55 * fricative)

@@ -30,7 +30,7 @@ from engines.facetrack import (
 )
 
 #: Widest lip gap, in mouth widths (open vowels in lively speech reach about a third).
-MAX_GAP = 0.26
+MAX_GAP = 0.22
 #: Share of the gap made by the lower lip and jaw; the upper lip lifts only a little.
 LOWER_SHARE = 0.75
 #: Below the chin, the jaw's drop fades out over this many mouth widths (room to stay smooth).
@@ -252,7 +252,9 @@ def _paint_mouth(
     top = split - prof.upper * e
     bottom = split + prof.lower * e
     inside = np.minimum(v - top, bottom - v)
-    alpha = np.clip(inside + 0.5, 0.0, 1.0) * (e > 0)  # half-pixel edge: anti-aliased
+    # Half-pixel edges are anti-aliased; slivers under ~3 px fade out, so the gap's thin tails
+    # toward the corners do not draw dark lines across teeth or lips.
+    alpha = np.clip(inside + 0.5, 0.0, 1.0) * np.clip((bottom - top - 0.5) / 2.5, 0.0, 1.0)
     if not alpha.any():
         return
     half = np.maximum((bottom - top) / 2, 1e-3)

@@ -211,6 +211,12 @@ def test_speech_cues_open_for_vowels_and_stay_shut_in_silence() -> None:
     assert opening[30:45].min() > 0.6
 
 
+def test_speech_cues_keep_the_mouth_shut_for_a_silent_track() -> None:
+    hum = np.random.default_rng(2).normal(0, 3e-4, 32_000).astype(np.float32)
+    hum[8000:12000] *= 5  # louder hum is still no speech
+    assert max(p.open for p in speech_cues(hum, 16_000, FPS, 50)) < 0.02
+
+
 def test_speech_cues_hiss_opens_less_and_oo_rounds_more() -> None:
     rate = 16_000
     rng = np.random.default_rng(1)
