@@ -1,0 +1,1 @@
+"""The Discord front end of JayAvatar: slash commands, live progress and exactly-once delivery."""
