@@ -7,7 +7,6 @@ measured by FaceMesh following the loudness of the speech.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import av
@@ -71,7 +70,7 @@ def test_streams_durations_and_provenance(rendered: dict[str, Any]) -> None:
 
 
 def reference(rendered: dict[str, Any], frames: int) -> list[np.ndarray]:
-    """The avatar clip looped like the render and passed through the same encoder, mouth untouched."""
+    """The avatar clip looped like the render, through the same encoder, mouth untouched."""
     clip = list(iter_frames(rendered["avatar"] / "clip.mp4"))
     path = rendered["mp4"].with_name("reference.mp4")
     height, width = clip[0].shape[:2]
