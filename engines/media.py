@@ -82,6 +82,9 @@ def _probe_open(path: Path, container: Any) -> MediaInfo:
         return _audio_info(path, container, audio)
     stream = videos[0]
     first = _first_frame(path, container, stream)
+    width, height = first.width, first.height
+    if quarter_turns(first) % 2:
+        width, height = height, width  # phones store portrait video sideways plus a tag
     codec = stream.codec_context.name
     is_still = codec in STILL_CODECS and (stream.frames or 1) <= 1 and not audios
     fps = float(stream.average_rate or stream.guessed_rate or 0.0)
@@ -92,8 +95,8 @@ def _probe_open(path: Path, container: Any) -> MediaInfo:
     return MediaInfo(
         kind="image" if is_still else "video",
         duration_s=duration,
-        width=first.width,
-        height=first.height,
+        width=width,
+        height=height,
         fps=fps,
         frames=frames,
         has_audio=audio is not None,
@@ -167,6 +170,11 @@ def iter_frames(
     yield from _constant_rate(frames, fps)
 
 
+def quarter_turns(frame: Any) -> int:
+    """Counter-clockwise quarter turns that show a decoded frame upright (its display matrix)."""
+    return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
 def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (seconds from the first frame, RGB frame) for each decoded frame."""
     _check_file(path)
@@ -183,11 +191,21 @@ def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[fl
                 t = float(frame.time) if frame.time is not None else 0.0
                 start = t if start is None else start
                 count += 1
-                yield t - start, frame.to_ndarray(**kwargs)
+                yield t - start, _upright(frame, kwargs)
     except (av.FFmpegError, IndexError) as exc:
         if count == 0:
             raise BadInput(f"{path.name} is not a readable video or image") from exc
         # A truncated tail still leaves the frames before it usable.
+
+
+def _upright(frame: Any, kwargs: dict[str, Any]) -> np.ndarray:
+    """Convert a frame to RGB at the requested display size, turned as its tag says."""
+    turns = quarter_turns(frame)
+    if turns == 0:
+        return np.asarray(frame.to_ndarray(**kwargs))
+    if turns % 2 and "width" in kwargs:
+        kwargs = {**kwargs, "width": kwargs["height"], "height": kwargs["width"]}
+    return np.ascontiguousarray(np.rot90(frame.to_ndarray(**kwargs), turns))
 
 
 def _constant_rate(frames: Iterable[tuple[float, np.ndarray]], fps: float) -> Iterator[np.ndarray]:

@@ -163,6 +163,27 @@ def test_iter_frames_streams_in_order_and_resizes(tmp_path: Path) -> None:
     assert all(abs(lv - (i * 7) % 250) <= 3 for i, lv in enumerate(levels))
 
 
+def test_rotated_phone_video_comes_out_upright(tmp_path: Path) -> None:
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)  # stored sideways, shown turned a quarter left
+        for i in range(3):
+            image = np.zeros((32, 64, 3), np.uint8)
+            image[:12, :12] = 255  # marker in the stored top-left corner
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            c.mux(stream.encode(frame))
+        c.mux(stream.encode(None))
+    info = media.probe(path)
+    assert (info.width, info.height) == (32, 64)
+    frames = list(media.iter_frames(path, size=(16, 32)))
+    assert frames[0].shape == (32, 16, 3)
+    # A quarter turn left moves the stored top-left corner to the bottom-left.
+    assert frames[0][-4:, :4].mean() > 200 and frames[0][:4, :4].mean() < 50
+
+
 def test_iter_frames_resamples_to_a_constant_rate(tmp_path: Path) -> None:
     path = write_levels(tmp_path / "v10.mp4", 10, fps=10)  # 1 s at 10 fps
     frames = list(media.iter_frames(path, fps=25))
