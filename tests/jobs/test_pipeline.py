@@ -111,3 +111,21 @@ async def test_cancel_running_request_stops_the_engine(
     # The worker is still healthy and renders the next request.
     nxt = await client.submit_render("local", "Still here.", "demo", "face")
     assert (await client.wait(nxt.id, 180)).state == "done"
+
+
+async def test_workers_survive_a_redis_restart(stack: Stack, assets: None) -> None:
+    from jobs.client import JobClient
+
+    stack.redis.kill(signal.SIGKILL)
+    await asyncio.sleep(3)  # the workers' polls fail meanwhile and must keep retrying
+    stack.redis.start()
+    for kind, worker in stack.workers.items():
+        assert worker.proc is not None and worker.proc.poll() is None, f"{kind} worker died"
+    fresh = await JobClient.connect(stack.settings())  # type: ignore[arg-type]
+    try:
+        # The AOF kept the enrolled assets; a new request goes through both workers.
+        req = await fresh.submit_render("local", "Back again after the outage.", "demo", "face")
+        done = await fresh.wait(req.id, 180)
+        assert done.state == "done", done.error
+    finally:
+        await fresh.close()
