@@ -12,8 +12,8 @@ KIND_LABEL = {"voice_enroll": "voice", "avatar_enroll": "avatar"}
 
 
 def mib(size: int) -> str:
-    """Return a byte count in MiB with one decimal."""
-    return f"{size / 2**20:.1f} MiB"
+    """Return a byte count in MiB with one decimal (KiB below one MiB)."""
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 1024:.0f} KiB"
 
 
 def echo(text: str) -> str:
@@ -90,11 +90,12 @@ def tag(rid: str) -> str:
 
 
 def too_large_note(size: int, limit: int) -> str:
-    """Explain why a finished video is not attached."""
-    return (
-        f"The video is {mib(size)}, over the {mib(limit)} upload limit here, so it is not "
-        "attached; it is kept, and `/jobs` lists it."
-    )
+    """Explain why a finished video is not attached (over the limit, or refused by Discord)."""
+    if size > limit:
+        why = f"The video is {mib(size)}, over the {mib(limit)} upload limit here"
+    else:
+        why = f"Discord refused the {mib(size)} video as too large for this place"
+    return f"{why}, so it is not attached; it is kept, and `/jobs` lists it."
 
 
 def request_line(req: Request, position: int | None = None) -> str:

@@ -1,7 +1,7 @@
 """Fixtures of the bot tests: a fake Discord, its people, and the real bot process.
 
-Modules that need workers import `stack` from `tests.support.fixtures`; the others define a
-Redis-only `stack` of their own. Either way `bot` runs `jayavatar bot` against that stack.
+Each module picks its `stack`: `redis_stack` (requests stay queued) or `worker_stack` (real
+voice and lip-sync workers). `bot` runs `jayavatar bot` against that stack.
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield Stack(folder, redis)
     finally:
         redis.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_stack(redis_stack: Stack) -> Iterator[Stack]:
+    """Redis plus one voice and one lip-sync worker (started by `tests.support.stack`)."""
+    try:
+        redis_stack.start_worker("voice")
+        redis_stack.start_worker("lipsync")
+        yield redis_stack
+    finally:
+        for worker in redis_stack.workers.values():
+            worker.kill(signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import Guild, Interaction, Message, User, World
@@ -161,3 +168,89 @@ def queued_reply(fake: FakeDiscord, interaction: Interaction, timeout: float = 3
         "a queued reply",
         timeout,
     )
+
+
+@contextmanager
+def frozen(stack: Stack, kind: str) -> Iterator[None]:
+    """Hold a worker still (SIGSTOP on its process group) so a request waits where it is."""
+    worker = stack.workers[kind]
+    assert worker.proc is not None
+    os.killpg(worker.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(worker.proc.pid, signal.SIGCONT)
+
+
+def voice_sample(folder: Path, seconds: float = 6.0) -> Path:
+    """Return the first seconds of the demo voice (enough to enroll, and quick to analyse)."""
+    from tests.support.assets import demo_inputs
+
+    out = folder / "voice-sample.wav"
+    if not out.exists():
+        with wave.open(str(demo_inputs()[0])) as src, wave.open(str(out), "wb") as dst:
+            dst.setparams(src.getparams())
+            dst.writeframes(src.readframes(int(seconds * src.getframerate())))
+    return out
+
+
+def enroll_demo_assets(stack: Stack, user: User) -> None:
+    """Enroll a voice `me` and a short face clip `face` for a user, directly (not via the bot)."""
+    from tests.support.assets import face_clip
+
+    voice, clip = voice_sample(stack.folder), face_clip()
+
+    async def work(client: Any) -> None:
+        for kind, path, name in (("voice", voice, "me"), ("avatar", clip, "face")):
+            submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
+            req = await submit(user_key(user), name, path)
+            done = await client.wait(req.id, 180)
+            assert done.state == "done", done.error
+
+    run_async(stack, work)
+
+
+def request_of(stack: Stack, rid: str) -> Any:
+    """Return a request record."""
+    return run_async(stack, lambda c: c.get(rid))
+
+
+def delivered(stack: Stack, rid: str) -> str | None:
+    """Return how a request was delivered, as the bot recorded it, or None."""
+    raw = redis.Redis.from_url(stack.redis.url).get(f"{stack.prefix}:delivered:{rid}")
+    return raw.decode() if raw is not None else None
+
+
+def record(stack: Stack, rid: str) -> dict[str, Any]:
+    """Read a request record straight from Redis (fast enough to catch a running stage)."""
+    raw = redis.Redis.from_url(stack.redis.url).get(f"{stack.prefix}:req:{rid}")
+    assert raw is not None, f"no record for {rid}"
+    data: dict[str, Any] = json.loads(raw)
+    return data
+
+
+def hold_in_stage(stack: Stack, kind: str, rid: str, state: str, timeout: float = 60) -> None:
+    """Freeze the `kind` worker while `rid` is running in `state`; leave it frozen."""
+    worker = stack.workers[kind]
+    assert worker.proc is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = record(stack, rid)
+        if now["state"] == state and now["running"]:
+            os.killpg(worker.proc.pid, signal.SIGSTOP)
+            again = record(stack, rid)
+            if again["state"] == state and again["running"]:
+                return
+            os.killpg(worker.proc.pid, signal.SIGCONT)
+            raise AssertionError(f"{rid} left {state} before its worker could be held")
+        if now["state"] in ("done", "failed", "cancelled"):
+            raise AssertionError(f"{rid} finished ({now['state']}) before reaching {state}")
+        time.sleep(0.01)
+    raise AssertionError(f"{rid} never ran in {state}")
+
+
+def thaw(stack: Stack, kind: str) -> None:
+    """Let a held worker go on."""
+    worker = stack.workers[kind]
+    assert worker.proc is not None
+    os.killpg(worker.proc.pid, signal.SIGCONT)

@@ -29,16 +29,21 @@ class Rule:
 class Stall:
     """Serve matching requests, then hold the answer until released (the caller sees nothing)."""
 
-    def __init__(self, method: str, pattern: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, method: str, pattern: str, loop: asyncio.AbstractEventLoop, files_only: bool = False
+    ) -> None:
         self.method = method
+        self.files_only = files_only
         self.pattern = re.compile(pattern)
         self.reached = threading.Event()
         self._loop = loop
         self._released = asyncio.Event()
         self.armed = True
 
-    def matches(self, method: str, path: str) -> bool:
-        """Whether this stall applies to a request."""
+    def matches(self, method: str, path: str, has_files: bool) -> bool:
+        """Whether this stall applies to a request (with `files_only`, only uploads)."""
+        if self.files_only and not has_files:
+            return False
         return self.armed and method == self.method and bool(self.pattern.search(path))
 
     async def hold(self) -> None:
@@ -118,9 +123,9 @@ class Faults:
                 return rule
         return None
 
-    def stall_for(self, method: str, path: str) -> Stall | None:
+    def stall_for(self, method: str, path: str, has_files: bool) -> Stall | None:
         """Return an armed stall for a request, if any."""
         for stall in self.stalls:
-            if stall.matches(method, path):
+            if stall.matches(method, path, has_files):
                 return stall
         return None

@@ -48,7 +48,7 @@ async def record_and_inject(request: web.Request, handler: Handler) -> web.Strea
     else:
         response = await handler(request)  # type: ignore[assignment]
     _record(ctx, request, body, response.status)
-    stall = ctx.faults.stall_for(request.method, request.path)
+    stall = ctx.faults.stall_for(request.method, request.path, bool(body.files))
     if stall is not None and response.status < 300:
         await stall.hold()
     return response

@@ -236,11 +236,11 @@ class FakeDiscord:
         """Answer the next `times` matching requests with 429 and `retry_after`."""
         return self.call(lambda w: self.faults.add_rate_limit(method, path, retry_after, times))
 
-    def stall(self, method: str, path: str) -> Stall:
+    def stall(self, method: str, path: str, files_only: bool = False) -> Stall:
         """Serve the next matching request but hold its answer until `release()`."""
 
         def add(w: World) -> Stall:
-            stall = Stall(method, path, self._loop)
+            stall = Stall(method, path, self._loop, files_only)
             self.faults.stalls.append(stall)
             return stall
 
