@@ -19,7 +19,7 @@ import numpy as np
 from piper import PiperVoice, SynthesisConfig
 
 from engines import audio, voice_match
-from engines.base import ProgressFn
+from engines.base import ProgressFn, no_progress
 from jayavatar.errors import BadInput, ModelMissing, NotFound
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def clean_text(text: str) -> str:
 
 
 def speak(
-    voice: PiperVoice, text: str, progress: ProgressFn = lambda f, p: None, share: float = 1.0
+    voice: PiperVoice, text: str, progress: ProgressFn = no_progress, share: float = 1.0
 ) -> audio.Audio:
     """Speak `text` sentence by sentence with the stock voice; report progress up to `share`."""
     sentences = [s for s in voice.phonemize(clean_text(text)) if s]
