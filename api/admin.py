@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from api.auth import Admin
 from api.deps import Client
 from api.renders import view
-from api.schemas import ERRORS, QuotaBody, RequestPage, State
+from api.schemas import ERRORS, USER_PATTERN, QuotaBody, RequestPage, State, UserId
 from storage.keys import validate_user
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
@@ -19,7 +19,9 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=ERRORS)
 async def all_requests(
     key: Admin,
     client: Client,
-    user: Annotated[str | None, Query(max_length=64, description="Only this user's.")] = None,
+    user: Annotated[
+        str | None, Query(pattern=USER_PATTERN, description="Only this user's.")
+    ] = None,
     state: Annotated[list[State] | None, Query(description="Only these states.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -56,27 +58,27 @@ async def stats(
 
 
 @router.post("/users/{user}/allow", status_code=204)
-async def allow(user: str, key: Admin, client: Client) -> Response:
+async def allow(user: UserId, key: Admin, client: Client) -> Response:
     """Let a user render."""
     await client.accounts.allow(validate_user(user))
     return Response(status_code=204)
 
 
 @router.post("/users/{user}/deny", status_code=204)
-async def deny(user: str, key: Admin, client: Client) -> Response:
+async def deny(user: UserId, key: Admin, client: Client) -> Response:
     """Stop a user from rendering."""
     await client.accounts.deny(validate_user(user))
     return Response(status_code=204)
 
 
 @router.put("/users/{user}/quota", status_code=204)
-async def set_quota(user: str, body: QuotaBody, key: Admin, client: Client) -> Response:
+async def set_quota(user: UserId, body: QuotaBody, key: Admin, client: Client) -> Response:
     """Set a user's daily renders and concurrent requests."""
     await client.accounts.set_quota(validate_user(user), body.daily, body.concurrent)
     return Response(status_code=204)
 
 
 @router.delete("/users/{user}")
-async def purge(user: str, key: Admin, client: Client) -> dict[str, int]:
+async def purge(user: UserId, key: Admin, client: Client) -> dict[str, int]:
     """Delete everything of a user: requests, renders, voices, avatars, settings."""
     return await client.purge_user(validate_user(user))

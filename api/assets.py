@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from api.auth import Caller
 from api.deps import Client, Config
 from api.renders import API_ORIGIN, view
-from api.schemas import ERRORS, AssetOut, Problem, RequestOut
+from api.schemas import ERRORS, AssetName, AssetOut, Problem, RequestOut, UserId
 from api.uploads import receive_upload, upload_dir, upload_name
 from jayavatar.errors import Forbidden, NotFound
 from jobs.accounts import Asset, AssetKind
@@ -36,7 +36,6 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {
     413: {"model": Problem, "description": "The file is over the size cap."}
 }
 
-Name = Annotated[str, "a voice or avatar name"]
 Replace = Annotated[bool, Query(description="Overwrite an existing asset of that name.")]
 FileName = Annotated[
     str | None, Query(max_length=200, description="Original file name (for its extension).")
@@ -76,7 +75,7 @@ async def _enroll(
     responses=_UPLOAD_ERRORS,
 )
 async def enroll_voice(
-    name: Name,
+    name: AssetName,
     request: Request,
     key: Caller,
     client: Client,
@@ -98,7 +97,7 @@ async def enroll_voice(
     responses=_UPLOAD_ERRORS,
 )
 async def enroll_avatar(
-    name: Name,
+    name: AssetName,
     request: Request,
     key: Caller,
     client: Client,
@@ -136,7 +135,7 @@ def _kind(plural: Plural) -> AssetKind:
 
 
 @router.delete("/{plural}/{name}", status_code=204)
-async def delete_asset(plural: Plural, name: Name, key: Caller, client: Client) -> Response:
+async def delete_asset(plural: Plural, name: AssetName, key: Caller, client: Client) -> Response:
     """Delete one of your own voices or avatars, with its files and shares."""
     await client.accounts.remove(_kind(plural), key.user, validate_name(name))
     return Response(status_code=204)
@@ -144,7 +143,7 @@ async def delete_asset(plural: Plural, name: Name, key: Caller, client: Client) 
 
 @router.put("/{plural}/{name}/shares/{other}", status_code=204)
 async def share_asset(
-    plural: Plural, name: Name, other: str, key: Caller, client: Client
+    plural: Plural, name: AssetName, other: UserId, key: Caller, client: Client
 ) -> Response:
     """Let another user use one of your voices or avatars (the owner's consent)."""
     await client.accounts.share(_kind(plural), key.user, validate_name(name), validate_user(other))
@@ -153,7 +152,7 @@ async def share_asset(
 
 @router.delete("/{plural}/{name}/shares/{other}", status_code=204)
 async def unshare_asset(
-    plural: Plural, name: Name, other: str, key: Caller, client: Client
+    plural: Plural, name: AssetName, other: UserId, key: Caller, client: Client
 ) -> Response:
     """Withdraw a share."""
     await client.accounts.unshare(
@@ -167,7 +166,9 @@ async def unshare_asset(
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}}, "description": "The avatar's thumbnail."}},
 )
-async def avatar_poster(owner: str, name: str, key: Caller, client: Client) -> FileResponse:
+async def avatar_poster(
+    owner: UserId, name: AssetName, key: Caller, client: Client
+) -> FileResponse:
     """Return the thumbnail of an avatar you may use."""
     try:
         asset = await client.accounts.resolve("avatar", key.user, f"{owner}/{name}")

@@ -23,6 +23,19 @@ from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs.client import JobClient
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
+# The order stages happen in; engine calls (synthesize_s, render_s) nest in their stage.
+STAGE_ORDER = (
+    "voice_wait_s",
+    "voice_stage_s",
+    "synthesize_s",
+    "enroll_wait_s",
+    "enroll_stage_s",
+    "enroll_s",
+    "prepare_s",
+    "lipsync_wait_s",
+    "lipsync_stage_s",
+    "render_s",
+)
 
 
 class LoginNeeded(Exception):
@@ -70,6 +83,27 @@ def quality_line(quality: dict[str, Any]) -> str:
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{name} {shown}")
     return " · ".join(parts)
+
+
+def timeline(timings: dict[str, float]) -> list[tuple[str, float, float, float]]:
+    """Lay stage timings out as a Gantt chart: (name, seconds, left %, width %).
+
+    Waits and stages (`*_wait_s`, `*_stage_s`) follow one another; an engine call such as
+    `synthesize_s` sits inside the stage before it. Unknown names are listed last.
+    """
+    known = [k for k in STAGE_ORDER if k in timings]
+    names = known + sorted(k for k in timings if k not in STAGE_ORDER)
+    cursor = stage_start = 0.0
+    spans = []
+    for name in names:
+        seconds = max(0.0, float(timings[name]))
+        if name.endswith(("_wait_s", "_stage_s")):
+            stage_start, cursor = cursor, cursor + seconds
+            spans.append((name, seconds, stage_start))
+        else:
+            spans.append((name, seconds, stage_start))
+    total = max([cursor] + [start + sec for _n, sec, start in spans]) or 1.0
+    return [(n, sec, 100 * start / total, 100 * sec / total) for n, sec, start in spans]
 
 
 @router.get("/login")
@@ -150,15 +184,12 @@ async def submit(
 async def detail(request: Request, rid: str, key: Viewer, client: Client) -> Response:
     """A request's state, live progress, stage timeline and video."""
     req = await owned(client, key, rid)
-    timings = sorted(req.timings.items(), key=lambda kv: -kv[1])
-    longest = max((v for _k, v in timings), default=0.0) or 1.0
     return page(
         request,
         "request.html",
         key,
         req=await view(client, req),
-        timings=timings,
-        longest=longest,
+        timeline=timeline(req.timings),
         quality=quality_line(req.quality),
     )
 

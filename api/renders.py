@@ -12,7 +12,15 @@ from api.deps import Client
 from api.events import progress_stream
 from api.keys import ApiKey
 from api.problems import Conflict
-from api.schemas import ERRORS, Problem, RenderCreate, RequestOut, RequestPage, State
+from api.schemas import (
+    ERRORS,
+    Problem,
+    RenderCreate,
+    RequestId,
+    RequestOut,
+    RequestPage,
+    State,
+)
 from jayavatar.errors import NotFound
 from jobs.client import JobClient
 from jobs.records import Request
@@ -74,20 +82,22 @@ async def list_requests(
 
 
 @router.get("/requests/{rid}", response_model=RequestOut)
-async def get_request(rid: str, key: Caller, client: Client) -> RequestOut:
+async def get_request(rid: RequestId, key: Caller, client: Client) -> RequestOut:
     """Return a request's state, progress, per-stage timings and queue position."""
     return await view(client, await owned(client, key, rid))
 
 
 @router.post("/requests/{rid}/cancel", response_model=RequestOut)
-async def cancel_request(rid: str, key: Caller, client: Client) -> RequestOut:
+async def cancel_request(rid: RequestId, key: Caller, client: Client) -> RequestOut:
     """Cancel a queued or running request."""
     req = await owned(client, key, rid)
     return await view(client, await client.cancel(req.id, key.user))
 
 
 @router.post("/requests/{rid}/retry", status_code=202, response_model=RequestOut)
-async def retry_request(rid: str, key: Caller, client: Client, response: Response) -> RequestOut:
+async def retry_request(
+    rid: RequestId, key: Caller, client: Client, response: Response
+) -> RequestOut:
     """Submit a finished render again with the same parameters; returns the new request."""
     req = await owned(client, key, rid)
     new = await client.retry(req.id, key.user)
@@ -105,7 +115,7 @@ async def retry_request(rid: str, key: Caller, client: Client, response: Respons
         416: {"description": "The range lies outside the file."},
     },
 )
-async def download_video(rid: str, key: Caller, client: Client) -> FileResponse:
+async def download_video(rid: RequestId, key: Caller, client: Client) -> FileResponse:
     """Download a finished render; honours HTTP range requests so players can seek."""
     req = await owned(client, key, rid)
     if req.kind != "render":
@@ -128,7 +138,7 @@ async def download_video(rid: str, key: Caller, client: Client) -> FileResponse:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream."}},
 )
-async def request_events(rid: str, key: Caller, client: Client) -> StreamingResponse:
+async def request_events(rid: RequestId, key: Caller, client: Client) -> StreamingResponse:
     """Stream a request's progress as server-sent events until it is done, failed or cancelled.
 
     Events: `progress` (on every change), then one of `done`, `failed` or `cancelled`; each

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.records import Request
@@ -11,11 +12,23 @@ from jobs.records import Request
 Kind = Literal["render", "voice_enroll", "avatar_enroll"]
 State = Literal["queued", "voice", "lipsync", "enroll", "done", "failed", "cancelled"]
 
+# The same shapes storage.keys enforces, stated in the schema so clients (and fuzzers) know them.
+USER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
+RID_PATTERN = r"^[0-9a-f]{32}$"
+
+RequestId = Annotated[str, Path(pattern=RID_PATTERN, description="A request id (32 hex digits).")]
+AssetName = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="A voice or avatar name (case-folded).")
+]
+UserId = Annotated[str, Path(pattern=USER_PATTERN, description="A user id.")]
+
 
 class RenderCreate(BaseModel):
     """What to render; unset voice, avatar and language fall back to the user's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON `false` is not the number 0, nor `1` the string "1".
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(min_length=1, max_length=20_000, description="What the avatar says.")
     language: str | None = Field(None, max_length=16, description="Language code, e.g. `en`.")
@@ -26,18 +39,10 @@ class RenderCreate(BaseModel):
     )
 
 
-class ShareBody(BaseModel):
-    """Whom to share an asset with."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user: str = Field(min_length=1, max_length=64, description="The other user's id.")
-
-
 class QuotaBody(BaseModel):
     """A user's limits."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     daily: int = Field(ge=0, le=1_000_000, description="Renders per day.")
     concurrent: int = Field(ge=1, le=1000, description="Requests running at once.")
@@ -126,6 +131,7 @@ class ValidationProblem(BaseModel):
 
 # Answers every authenticated route may give, documented once for the OpenAPI schema.
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body could not be parsed (e.g. not UTF-8)."},
     401: {"model": Problem, "description": "No API key, or an unknown or revoked one."},
     403: {"model": Problem, "description": "Not allowed (consent, admin, quota, pause)."},
     404: {"model": Problem, "description": "Unknown, or someone else's."},

@@ -79,3 +79,15 @@ def wait_until_final(base: str, token: str, rid: str, limit_s: float = 240) -> d
             return body
         time.sleep(0.3)
     raise AssertionError(f"request {rid} did not finish within {limit_s} s")
+
+
+def wait_for_metric(base: str, needle: str, limit_s: float = 30) -> str:
+    """Return /metrics once it contains `needle` (the API counts completions as they stream in)."""
+    deadline = time.monotonic() + limit_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+        if needle in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"/metrics never showed {needle!r}; last:\n{text[-2000:]}")
