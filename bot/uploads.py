@@ -25,7 +25,7 @@ CHUNK = 256 * 1024
 class Accepts:
     """What one kind of upload may be."""
 
-    what: str
+    what: str  # with its article: "a voice sample"
     extensions: frozenset[str]
     mime_prefixes: tuple[str, ...]
     max_bytes: int
@@ -37,7 +37,7 @@ def voice_rules(settings: Settings) -> Accepts:
     """Voice samples: common audio formats, and video files whose audio track is used."""
     exts = frozenset(["wav", "mp3", "ogg", "oga", "opus", "flac", "m4a", "aac", "webm", "mp4"])
     kinds = frozenset(["wave", "mp3", "mpeg-audio", "ogg", "flac", "mp4", "matroska"])
-    return Accepts("voice sample", exts, ("audio/", "video/"), settings.max_sample_bytes, kinds)
+    return Accepts("a voice sample", exts, ("audio/", "video/"), settings.max_sample_bytes, kinds)
 
 
 def avatar_rules(settings: Settings) -> Accepts:
@@ -45,7 +45,7 @@ def avatar_rules(settings: Settings) -> Accepts:
     exts = frozenset(["mp4", "mov", "m4v", "webm", "mkv", "png", "jpg", "jpeg", "webp"])
     kinds = frozenset(["mp4", "matroska", "png", "jpeg", "webp"])
     limit = settings.max_avatar_bytes
-    return Accepts("avatar video or photo", exts, ("video/", "image/"), limit, kinds)
+    return Accepts("an avatar video or photo", exts, ("video/", "image/"), limit, kinds)
 
 
 def check_declared(att: discord.Attachment, rules: Accepts) -> str:
@@ -53,14 +53,14 @@ def check_declared(att: discord.Attachment, rules: Accepts) -> str:
     ext = att.filename.rsplit(".", 1)[-1].lower() if "." in att.filename else ""
     if ext not in rules.extensions:
         allowed = ", ".join(sorted(rules.extensions))
-        raise BadInput(f"{att.filename!r} is not a {rules.what}; send one of: {allowed}")
+        raise BadInput(f"{att.filename!r} is not {rules.what}; send one of: {allowed}")
     declared = (att.content_type or "").lower()
     if declared and not declared.startswith(rules.mime_prefixes):
-        raise BadInput(f"{att.filename!r} is {declared}, not a {rules.what}")
+        raise BadInput(f"{att.filename!r} is {declared}, not {rules.what}")
     if att.size > rules.max_bytes:
         raise BadInput(
             f"{att.filename!r} is {att.size / 2**20:.1f} MiB; "
-            f"the limit for a {rules.what} is {rules.max_bytes / 2**20:.0f} MiB"
+            f"the limit for {rules.what} is {rules.max_bytes / 2**20:.0f} MiB"
         )
     if att.size == 0:
         raise BadInput(f"{att.filename!r} is empty")
@@ -118,7 +118,7 @@ def check_content(path: Path, rules: Accepts, settings: Settings) -> None:
     kind = sniff(head)
     if kind is None or kind not in rules.containers:
         found = "unrecognised content" if kind is None else f"{kind} content"
-        raise BadInput(f"the file is not a {rules.what} ({found})")
+        raise BadInput(f"the file is not {rules.what} ({found})")
     if kind == "wave":
         check_wav_duration(path, settings)
 

@@ -140,6 +140,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     """Serve a stored file until its signed URL expires (simulated clock)."""
     ctx = request.app[CTX]
     att = ctx.world.attachments.get(int(request.match_info["attachment_id"]))
+    ctx.world.fetches.append(int(request.match_info["attachment_id"]))
     if att is None or ctx.world.clock.now() > att.expires_at:
         return web.Response(status=404, text="This content is no longer available.")
     return web.Response(body=att.data, headers={"Content-Type": att.content_type})

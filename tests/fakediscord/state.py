@@ -183,6 +183,8 @@ class World:
         self.interactions: dict[int, Interaction] = {}
         self.interactions_by_token: dict[str, Interaction] = {}
         self.posts: list[Post] = []
+        # Ids of stored files fetched through their URLs (uploads the bot downloaded).
+        self.fetches: list[int] = []
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
         # Followups allowed per interaction when the app is only user-installed there.
