@@ -43,6 +43,7 @@ def encode(path: Path, samples: audio.Audio, codec: str, rate: int, video: bool 
     with av.open(str(path), "w") as box:
         vstream = box.add_stream("libx264", rate=25) if video else None
         stream = box.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         if vstream is not None:
             vstream.width, vstream.height, vstream.pix_fmt = 64, 64, "yuv420p"
@@ -52,7 +53,9 @@ def encode(path: Path, samples: audio.Audio, codec: str, rate: int, video: bool 
             box.mux(vstream.encode(None))
         frame = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
         frame.sample_rate = RATE
-        fmt = stream.codec_context.codec.audio_formats[0].name
+        formats = stream.codec_context.codec.audio_formats
+        assert formats
+        fmt = formats[0].name
         for part in av.AudioResampler(format=fmt, layout="mono", rate=rate).resample(frame):
             box.mux(stream.encode(part))
         box.mux(stream.encode(None))
