@@ -76,12 +76,30 @@ def page(
     return templates(request).TemplateResponse(request, name, ctx, status_code=status)
 
 
-def quality_line(quality: dict[str, Any]) -> str:
-    """Format a render's quality numbers as one short line."""
+def quality_line(quality: dict[str, Any], result: dict[str, Any] | None = None) -> str:
+    """Format a render's quality numbers as one short line.
+
+    Without quality scores, fall back to the engine's render statistics (audio length, frames,
+    frames with a face), which already tell a bad render (no face found) from a good one.
+    """
+    if not quality and result:
+        return _stats_line(result)
     parts = []
     for name, value in sorted(quality.items()):
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
         parts.append(f"{name} {shown}")
+    return " · ".join(parts)
+
+
+def _stats_line(result: dict[str, Any]) -> str:
+    parts = []
+    if isinstance(result.get("audio_s"), int | float):
+        parts.append(f"{result['audio_s']:.1f} s of speech")
+    frames, faces = result.get("frames"), result.get("face_frames")
+    if isinstance(frames, int) and frames > 0:
+        parts.append(f"{frames} frames")
+        if isinstance(faces, int):
+            parts.append(f"face in {100 * faces / frames:.0f}%")
     return " · ".join(parts)
 
 
@@ -99,9 +117,7 @@ def timeline(timings: dict[str, float]) -> list[tuple[str, float, float, float]]
         seconds = max(0.0, float(timings[name]))
         if name.endswith(("_wait_s", "_stage_s")):
             stage_start, cursor = cursor, cursor + seconds
-            spans.append((name, seconds, stage_start))
-        else:
-            spans.append((name, seconds, stage_start))
+        spans.append((name, seconds, stage_start))
     total = max([cursor] + [start + sec for _n, sec, start in spans]) or 1.0
     return [(n, sec, 100 * start / total, 100 * sec / total) for n, sec, start in spans]
 
@@ -190,7 +206,7 @@ async def detail(request: Request, rid: str, key: Viewer, client: Client) -> Res
         key,
         req=await view(client, req),
         timeline=timeline(req.timings),
-        quality=quality_line(req.quality),
+        quality=quality_line(req.quality, req.result),
     )
 
 

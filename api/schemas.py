@@ -70,6 +70,9 @@ class RequestOut(BaseModel):
     retry_of: str
     timings: dict[str, float]
     quality: dict[str, Any]
+    result: dict[str, Any] = Field(
+        default_factory=dict, description="Render statistics or enrolment metadata."
+    )
     queue_position: int | None = Field(None, description="Requests ahead of this one; 0 = next.")
     video_url: str | None = Field(None, description="Where the MP4 is, once the render is done.")
     events_url: str

@@ -148,12 +148,30 @@ def test_log_in_render_watch_and_play(site: tuple[str, str], browser: Any, tmp_p
     assert 0.5 < played["duration"] < 60
     rows = browser.find_elements(By.CSS_SELECTOR, "table.timeline tr")
     assert len(rows) >= 2
+    assert "frames" in browser.find_element(By.ID, "quality").text
 
-    shot = tmp_path / "dashboard-render.png"
+    keep(browser, tmp_path, "dashboard-render.png")
+
+    # The overview lists it with an inline player; the assets page shows the avatar's poster.
+    browser.get(f"{base}/dashboard")
+    assert browser.find_elements(By.CSS_SELECTOR, f'video[src="/v1/requests/{rid}/video"]')
+    keep(browser, tmp_path, "dashboard-overview.png")
+    browser.get(f"{base}/dashboard/assets")
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(
+            "const i = document.querySelector('.tile img');return i && i.complete && i.naturalWidth"
+        )
+    )
+    keep(browser, tmp_path, "dashboard-assets.png")
+
+
+def keep(browser: Any, tmp_path: Path, name: str) -> None:
+    """Save a screenshot in the test's tmp dir and under out/test-artifacts."""
+    shot = tmp_path / name
     assert browser.save_screenshot(str(shot))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / "dashboard-render.png")
     assert shot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / name)
 
 
 @needs_browser
@@ -284,3 +302,6 @@ def test_the_quality_line_is_short_and_sorted() -> None:
         == "ok True · psnr_db 47 · sync 0.912"
     )
     assert quality_line({}) == ""
+    stats = {"audio_s": 1.62, "frames": 40, "face_frames": 30, "fps": 25}
+    assert quality_line({}, stats) == "1.6 s of speech · 40 frames · face in 75%"
+    assert quality_line({"sync": 0.5}, stats) == "sync 0.5"
