@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import signal
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from redis.exceptions import RedisError
 
 from bot.delivery import Deliverer
 from bot.errors import REPLY_ID, on_tree_error
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 # Admin actions by a server Administrator who is not in the configured admin list run as the
 # deployment's operator identity (the same one the CLI uses on the server).
 OPERATOR = "local"
+BEAT_EVERY_S = 10
+ALIVE_TTL_S = 45
 
 
 def point_at(settings: Settings) -> None:
@@ -91,6 +95,7 @@ class JayBot(commands.Bot):
         self._background = [
             asyncio.create_task(self.deliverer.run(), name="delivery"),
             asyncio.create_task(self.tracker.run(), name="progress"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
         for task in self._background:
             task.add_done_callback(self._loop_ended)
@@ -117,6 +122,22 @@ class JayBot(commands.Bot):
         await self.tree.sync()
         await self.memory.set_commands_synced(fingerprint)
         log.info("synced %d commands", len(schemas))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.beat()
+            await asyncio.sleep(BEAT_EVERY_S)
+
+    async def beat(self) -> None:
+        """Refresh the key `jayavatar bot --check` reads, if connected and delivering."""
+        connected = self.ws is not None and self.ws.open
+        if connected and all(not t.done() for t in self._background[:2]):
+            with contextlib.suppress(RedisError, OSError):
+                await self.memory.beat(ALIVE_TTL_S)
+
+    async def on_ready(self) -> None:
+        """Report in as soon as the gateway session is up."""
+        await self.beat()
 
     def _loop_ended(self, task: asyncio.Task[Any]) -> None:
         # A bot that no longer delivers must not look healthy: stop, so the supervisor restarts
@@ -184,6 +205,10 @@ async def run(settings: Settings) -> None:
     point_at(settings)
     jobs = await JobClient.connect(settings)
     bot = JayBot(settings, jobs)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Stop cleanly: deliveries in progress finish; anything else is replayed on restart.
+        loop.add_signal_handler(sig, lambda: loop.create_task(bot.close()))
     try:
         async with bot:
             await bot.start(token)

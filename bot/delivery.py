@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import discord
+from redis.exceptions import RedisError
 
 from bot.origin import DEFAULT_UPLOAD_LIMIT, Origin
 from bot.posting import Posted, Poster, Skip
@@ -44,6 +45,7 @@ SWEEP_EVERY_S = 15.0
 CLAIM_IDLE_MS = 120_000
 MAX_PARALLEL = 4
 BACKOFF_S = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0)
+REDIS_RETRY_S = 2.0
 
 
 class Deliverer:
@@ -67,21 +69,27 @@ class Deliverer:
     async def run(self) -> None:
         """Deliver until cancelled: replay own pending entries, then follow new ones."""
         key = stream_key(self.settings)
-        await ensure_group(self.redis, self.settings, GROUP)
         next_sweep = 0.0
         while True:
-            if time.monotonic() >= next_sweep:
-                await self.sweep()
-                next_sweep = time.monotonic() + SWEEP_EVERY_S
-            reply = await self.redis.xreadgroup(
-                GROUP, CONSUMER, {key: ">"}, count=20, block=int(SWEEP_EVERY_S * 1000)
-            )
+            try:
+                if time.monotonic() >= next_sweep:
+                    await self.sweep()
+                    next_sweep = time.monotonic() + SWEEP_EVERY_S
+                reply = await self.redis.xreadgroup(
+                    GROUP, CONSUMER, {key: ">"}, count=20, block=int(SWEEP_EVERY_S * 1000)
+                )
+            except (RedisError, OSError) as exc:
+                # Redis restarts or blips: wait and read again; nothing is lost (pending entries).
+                log.warning("cannot read the completion stream (%s); retrying", exc)
+                await asyncio.sleep(REDIS_RETRY_S)
+                continue
             for mid, fields in _entries(reply):
                 self.start(mid, fields)
 
     async def sweep(self) -> None:
         """Retry this consumer's pending entries and claim those of consumers long gone."""
         key = stream_key(self.settings)
+        await ensure_group(self.redis, self.settings, GROUP)
         start = "0"
         while True:
             reply = await self.redis.xreadgroup(GROUP, CONSUMER, {key: start}, count=100)

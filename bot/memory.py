@@ -62,6 +62,10 @@ class BotMemory:
         """Whether a request's token was refused before."""
         return bool(await self.redis.exists(self._k("deadtoken", rid)))
 
+    async def beat(self, ttl_s: int) -> None:
+        """Say the bot is connected and delivering; the key lapses `ttl_s` after the last beat."""
+        await self.redis.set(self._k("alive"), f"{time.time():.0f}", ex=ttl_s)
+
     async def commands_synced(self, fingerprint: str) -> bool:
         """Whether these exact command schemas were already synced."""
         return _text(await self.redis.get(self._k("commands"))) == fingerprint

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import discord
+from redis.exceptions import RedisError
 
 from bot.memory import BotMemory
 from bot.origin import Origin
@@ -79,7 +80,7 @@ class Tracker:
             await asyncio.sleep(POLL_S)
             try:
                 await self.tick()
-            except JayAvatarError as exc:
+            except (JayAvatarError, RedisError, OSError) as exc:
                 log.warning("progress update skipped: %s", exc)
 
     async def tick(self) -> None:

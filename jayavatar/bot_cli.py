@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import click
 
@@ -11,9 +12,12 @@ from jayavatar.settings import Settings
 
 
 @click.command("bot")
+@click.option("--check", is_flag=True, help="Exit 0 if a running bot reported in lately (health).")
 @click.pass_obj
-def bot(settings: Settings) -> None:
+def bot(settings: Settings, check: bool) -> None:
     """Run the Discord bot until stopped (SIGINT/SIGTERM)."""
+    if check:
+        sys.exit(0 if alive(settings) else 1)
     from bot.app import run
 
     logging.basicConfig(
@@ -21,3 +25,14 @@ def bot(settings: Settings) -> None:
     )
     logging.getLogger("discord.gateway").setLevel(logging.INFO)
     asyncio.run(run(settings))
+
+
+def alive(settings: Settings) -> bool:
+    """Tell whether a bot is connected to Discord and delivering (its heartbeat key is fresh)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=3)
+        return bool(client.exists(settings.prefixed("discord", "alive")))
+    except (redis.RedisError, OSError):
+        return False

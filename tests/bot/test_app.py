@@ -8,13 +8,17 @@ RECONNECT and INVALID_SESSION, and a burst of /say where every interaction is ac
 
 from __future__ import annotations
 
+import signal
 import statistics
+import subprocess
+import time
 from typing import Any
 
 import pytest
 
 from tests.bot.harness import (
     EPHEMERAL,
+    LAUNCH,
     BotProcess,
     People,
     notice,
@@ -25,7 +29,7 @@ from tests.bot.harness import (
 )
 from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import User, World
-from tests.support.stack import Stack
+from tests.support.stack import ROOT, Stack, env_python
 
 pytestmark = pytest.mark.timeout(240)
 BURST = 30
@@ -233,3 +237,16 @@ def test_jobs_lists_requests_with_buttons(
     assert listing.content.count("\n") == 9  # the latest ten
     ids = [c["custom_id"] for row in listing.components for c in row["components"]]
     assert sum(i.startswith("job:cancel:") for i in ids) == 5
+
+
+def test_health_check_and_clean_stop(bot: BotProcess, stack: Stack) -> None:
+    def check() -> int:
+        cmd = [str(env_python("core")), "-c", LAUNCH, "bot", "--check"]
+        return subprocess.run(cmd, env=bot.env, cwd=ROOT, timeout=60).returncode
+
+    deadline = time.monotonic() + 30
+    while check() != 0:
+        assert time.monotonic() < deadline, "the bot never reported in"
+    bot.kill(signal.SIGTERM)
+    assert bot.proc is not None and bot.proc.returncode == 0
+    assert "Traceback" not in bot.log()

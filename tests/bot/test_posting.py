@@ -17,9 +17,11 @@ from tests.bot.harness import (
     enroll_demo_assets,
     final_reply,
     frozen,
+    hold_in_stage,
     queued_reply,
     request_of,
     rid_of,
+    thaw,
     user_key,
 )
 from tests.fakediscord.server import FakeDiscord
@@ -69,6 +71,21 @@ def test_reply_in_a_server_gets_the_video_with_provenance(
     assert b"AI-generated" in video and user_key(people.alice).encode() in video
     assert any(content.startswith("⏳") for content, _files in reply.history)
     assert delivered(stack, rid) == "edit"
+
+
+def test_reply_follows_the_request_through_its_stages(
+    bot: BotProcess, fake: FakeDiscord, people: People, stack: Stack
+) -> None:
+    text = "Each stage of this request shows in the reply. Then the video arrives."
+    interaction = fake.slash(people.alice, "say", fake.channel_of(people.home), text=text)
+    rid = rid_of(queued_reply(fake, interaction))
+    for kind, line in (("voice", "⏳ Voice"), ("lipsync", "⏳ Lip-sync")):
+        hold_in_stage(stack, kind, rid, kind)
+        try:
+            fake.wait_original(interaction, lambda m, line=line: m.content.startswith(line), line)
+        finally:
+            thaw(stack, kind)
+    assert final_reply(fake, interaction).content.startswith("🎬 Done")
 
 
 def test_reply_in_a_dm_gets_the_video(bot: BotProcess, fake: FakeDiscord, people: People) -> None:
