@@ -215,5 +215,16 @@ def demo(settings: Settings, output: Path) -> None:
     run_demo(settings, output)
 
 
+def _register() -> None:
+    """Add the commands that live in their own modules (imported lazily by click on use)."""
+    from jayavatar.api_cli import api, apikey
+    from jayavatar.bot_cli import bot
+
+    for command in (api, apikey, bot):
+        main.add_command(command)
+
+
+_register()
+
 if __name__ == "__main__":
     main()
