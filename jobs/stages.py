@@ -8,10 +8,12 @@ the request on in one transaction. A stage for an old epoch, or a final request,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from storage.base import Storage
 from storage.keys import avatar_prefix, render_key, speech_key, voice_prefix
 
 log = logging.getLogger(__name__)
+TICK_S = 1.0
+# A tick this late means the whole process was frozen, not that the engine was slow.
+FROZEN_GAP_S = 5.0
 
 
 class Abandon(Exception):
@@ -207,7 +212,7 @@ async def _run(
     )
     started = time.monotonic()
     try:
-        result = await asyncio.wait_for(
+        result = await _bounded(
             sc.host.call(target, args, _progress(sc, req), _check(sc, req)), sc.timeout_s
         )
     except TimeoutError:
@@ -218,6 +223,31 @@ async def _run(
         raise
     await sc.store.update(req.id, _timing(req.epoch, f"{target}_s", time.monotonic() - started))
     return scratch / name, result
+
+
+async def _bounded(call: Awaitable[Any], limit_s: float) -> Any:
+    """Await `call`, raising `TimeoutError` once the worker has *run* for `limit_s` seconds.
+
+    A frozen worker (SIGSTOP, a suspended VM) wakes up with its wall-clock deadline long past;
+    `asyncio.wait_for` would then fail a job that was never slow. A tick that comes back far
+    later than asked is counted as one tick, so frozen time does not count against the engine.
+    """
+    task = asyncio.ensure_future(call)
+    spent, last = 0.0, time.monotonic()
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=TICK_S)
+            now = time.monotonic()
+            gap, last = now - last, now
+            spent += gap if gap < FROZEN_GAP_S else TICK_S
+            if spent >= limit_s and not task.done():
+                raise TimeoutError
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def _progress(sc: StageContext, req: Request):  # type: ignore[no-untyped-def]
