@@ -27,6 +27,9 @@ def clean_text(text: str, settings: Settings) -> str:
             raise BadInput("the text contains bidirectional override characters; remove them")
         if unicodedata.category(ch) == "Cc" and ch not in "\n\t\r":
             raise BadInput(f"the text contains a control character (U+{ord(ch):04X}); remove it")
+        if unicodedata.category(ch) == "Cs":
+            # A lone surrogate cannot be stored as UTF-8: refuse it instead of failing later.
+            raise BadInput(f"the text contains an invalid character (U+{ord(ch):04X}); remove it")
     text = " ".join(text.split())
     if not text:
         raise BadInput("the text is empty; type what the avatar should say")
