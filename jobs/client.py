@@ -92,7 +92,12 @@ class JobClient:
                 avatar=avatar_asset.ref,
                 max_bytes=max(0, max_bytes),
             )
-            return await self._start(req)
+            try:
+                return await self._start(req)
+            except BaseException:
+                # Nothing was queued, so the render must not count against today's quota.
+                await self.accounts.give_back_daily(user)
+                raise
 
     async def submit_voice_enroll(
         self,
