@@ -1,0 +1,34 @@
+"""What "the store is unchanged" means: every Redis key with its value, and every stored file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jobs.client import JobClient
+
+Snapshot = tuple[dict[str, bytes], list[str]]
+
+
+async def snapshot(client: JobClient) -> Snapshot:
+    """Return the dump of every Redis key (the test's Redis is private) and the file list."""
+    values: dict[str, bytes] = {}
+    async for key in client.redis.scan_iter(match="*"):
+        dumped = await client.redis.dump(key)
+        if dumped is not None:
+            values[_s(key)] = bytes(dumped)
+    return values, files(client.settings.data_dir / "store")
+
+
+def files(root: Path) -> list[str]:
+    """Return every file and folder under a storage root, temp folder included."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def one_line(message: str) -> bool:
+    """Whether a message is a clear single line (not a traceback, not a wall of text)."""
+    return bool(message.strip()) and "\n" not in message and len(message) <= 300
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
