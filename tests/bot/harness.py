@@ -21,11 +21,8 @@ from tests.fakediscord.server import FakeDiscord
 from tests.fakediscord.state import Guild, Interaction, Message, User, World
 from tests.support.stack import ROOT, Stack, env_python
 
-# `jayavatar bot`: the real click group with the bot command added the way `jayavatar.cli` does.
-LAUNCH = (
-    "from jayavatar.cli import main; from jayavatar.bot_cli import bot; "
-    "main.add_command(bot); main(prog_name='jayavatar')"
-)
+# `jayavatar bot`, in the core environment.
+BOT_COMMAND = ["-m", "jayavatar.cli", "bot"]
 
 
 @dataclass
@@ -61,7 +58,7 @@ class BotProcess:
     def start(self) -> None:
         """Start the bot (it logs in, connects the gateway and syncs commands)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process owns it
-        cmd = [str(env_python("core")), "-c", LAUNCH, "bot"]
+        cmd = [str(env_python("core")), *BOT_COMMAND]
         self.proc = subprocess.Popen(
             cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.bot.harness import (
+    BOT_COMMAND,
     EPHEMERAL,
-    LAUNCH,
     BotProcess,
     People,
     notice,
@@ -173,6 +173,21 @@ def test_admin_commands(bot: BotProcess, fake: FakeDiscord, people: People, stac
     assert run_async(stack, lambda c: c.accounts.owned("voice", user_key(people.bob))) == []
 
 
+def test_assets_can_be_listed_and_removed(
+    bot: BotProcess, fake: FakeDiscord, people: People, stack: Stack
+) -> None:
+    channel = fake.channel_of(people.home)
+    register(stack, people.alice, "avatar", "old")
+    listing = notice(fake, fake.slash(people.alice, "avatar list", channel)).content
+    assert "• `face`" in listing and "• `old`" in listing
+    removed = fake.slash(people.alice, "avatar remove", channel, name="old")
+    assert notice(fake, removed).content.startswith("Removed avatar `old`")
+    listing = notice(fake, fake.slash(people.alice, "avatar list", channel)).content
+    assert "`old`" not in listing
+    missing = fake.slash(people.alice, "avatar remove", channel, name="old")
+    assert notice(fake, missing).content == "⚠️ you have no avatar named 'old'"
+
+
 def test_server_administrator_may_use_admin_commands(
     bot: BotProcess, fake: FakeDiscord, people: People
 ) -> None:
@@ -241,7 +256,7 @@ def test_jobs_lists_requests_with_buttons(
 
 def test_health_check_and_clean_stop(bot: BotProcess, stack: Stack) -> None:
     def check() -> int:
-        cmd = [str(env_python("core")), "-c", LAUNCH, "bot", "--check"]
+        cmd = [str(env_python("core")), *BOT_COMMAND, "--check"]
         return subprocess.run(cmd, env=bot.env, cwd=ROOT, timeout=60).returncode
 
     deadline = time.monotonic() + 30

@@ -99,6 +99,10 @@ def test_killed_mid_stage_and_back_16_minutes_later_delivers_once_in_the_channel
     assert message.channel_id == channel.id and message.webhook_id is None
     assert message.content.startswith(f"<@{people.alice.id}> 🎬 Done")
     assert wait_recorded(stack, rid) == "channel"
+    [post] = fake.call(lambda w: [p for p in w.posts if p.files and p.files[0][0] == f"{rid}.mp4"])
+    assert post.path.endswith(f"/channels/{channel.id}/messages")
+    # Only the requester is pinged; text echoed from the request pings no one.
+    assert post.json["allowed_mentions"] == {"parse": [], "users": [people.alice.id]}
     original = fake.original(interaction)
     assert original is not None and original.attachments == []
     statuses = token_statuses(fake, interaction)

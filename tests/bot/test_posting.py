@@ -107,6 +107,21 @@ def test_user_install_in_a_server_without_the_bot_gets_the_video(
     assert channel_posts == []
 
 
+def test_user_install_after_token_expiry_falls_back_to_a_dm(
+    bot: BotProcess, fake: FakeDiscord, people: People, stack: Stack
+) -> None:
+    channel = fake.channel_of(people.elsewhere)
+    with frozen(stack, "voice"):
+        interaction = fake.slash(people.alice, "say", channel, user_install=True, text=TEXT)
+        rid = rid_of(queued_reply(fake, interaction))
+        fake.advance(SIXTEEN_MINUTES)
+    [message] = fake.wait_for(lambda w: w.messages_with_file(f"{rid}.mp4"), "a DM", timeout=90)
+    assert message.channel_id == fake.dm_channel(people.alice).id
+    assert delivered(stack, rid) == "dm"
+    posts_there = fake.call(lambda w: [p for p in w.posts if f"/channels/{channel.id}/" in p.path])
+    assert posts_there == []  # the bot is not in that server: it does not even try
+
+
 def test_forbidden_channel_after_token_expiry_falls_back_to_a_dm(
     bot: BotProcess, fake: FakeDiscord, people: People, stack: Stack
 ) -> None:
