@@ -219,8 +219,9 @@ def _register() -> None:
     """Add the commands that live in their own modules (imported lazily by click on use)."""
     from jayavatar.api_cli import api, apikey
     from jayavatar.bot_cli import bot
+    from jayavatar.models_cli import doctor, models
 
-    for command in (api, apikey, bot):
+    for command in (api, apikey, bot, doctor, models):
         main.add_command(command)
 
 
