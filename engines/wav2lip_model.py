@@ -160,12 +160,13 @@ def fuse_batchnorm(model: Wav2Lip) -> Wav2Lip:
 
     Halves the number of kernels launched per block; results match the unfused model to
     rounding error. Only for inference: the fused model no longer matches the checkpoint layout.
+    Folding twice is a no-op.
     """
     for module in model.modules():
-        if isinstance(module, ConvBlock | TransposeBlock):
-            conv, bn = module.conv_block[0], module.conv_block[1]
-            if isinstance(bn, nn.BatchNorm2d):
-                module.conv_block = nn.Sequential(_fold(conv, bn))
+        if isinstance(module, ConvBlock | TransposeBlock) and len(module.conv_block) == 2:
+            conv, bn = module.conv_block
+            assert isinstance(bn, nn.BatchNorm2d)
+            module.conv_block = nn.Sequential(_fold(conv, bn))
     return model
 
 

@@ -1,8 +1,10 @@
 """Wav2Lip's streaming render: decode → generate → composite → encode, overlapped in threads.
 
-Each stage runs in its own thread and hands whole batches to the next through queues of one
-slot, so decoding, GPU work and encoding overlap while memory holds a fixed number of frames,
-whatever the clip length. PyAV, OpenCV and torch release the GIL in their heavy calls.
+Each stage runs in its own thread and hands chunks of frames to the next through bounded
+queues, so decoding, GPU work, compositing and encoding overlap while memory holds a fixed
+number of frames, whatever the clip length. The generator gathers chunks into full batches
+(after a first, small one that gets the later stages going). PyAV, OpenCV and torch release
+the GIL in their heavy calls.
 """
 
 from __future__ import annotations
@@ -16,24 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
 from engines import media
-from engines.compositing import Mask, blend, match_color, mouth_jaw_mask
 from engines.wav2lip_audio import gather_windows
+from engines.wav2lip_blend import CROP, composite, face_crop
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
 from jayavatar.errors import EngineError
 
 U8 = NDArray[np.uint8]
 #: (B, 96, 96, 3) RGB crops and their (B, 1, 80, 16) mel windows → generated RGB crops.
 GenerateFn = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
-#: Side of the square face crop the generator works on.
-CROP = 96
-#: Width (px) over which the blend fades out towards the edge of the generated crop.
-CROP_FEATHER = 6
 
 
 class Generator:
@@ -99,6 +96,7 @@ class RenderPlan:
     starts: NDArray[np.int64]  # (n_out,) first mel frame of each output frame
     batch: int
     workers: int = 4
+    chunk: int = 32  # frames handed between stages; the generator batches several
 
 
 @dataclass
@@ -155,57 +153,6 @@ class _Flow:
         return thread
 
 
-def face_crop(frame: U8, box: NDArray[np.int32]) -> U8:
-    """Cut the generator crop out of a frame and resize it to 96×96 like the reference."""
-    x1, y1, x2, y2 = (int(v) for v in box)
-    out = cv2.resize(frame[y1:y2, x1:x2], (CROP, CROP), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(out, dtype=np.uint8)
-
-
-def blend_mask(
-    shape: tuple[int, ...], box: NDArray[np.int32], landmarks: NDArray[np.float32]
-) -> Mask:
-    """The frame's blend mask: the feathered mouth-jaw mask, faded out at the crop's edges."""
-    height, width = shape[:2]
-    mask = mouth_jaw_mask(landmarks, width, height)
-    x1, y1, x2, y2 = (int(v) for v in box)
-    return Mask(mask.box, mask.alpha * _crop_window(mask, x1, y1, x2, y2))
-
-
-def composite(
-    frame: U8, generated: U8, box: NDArray[np.int32], landmarks: NDArray[np.float32]
-) -> U8:
-    """Blend a generated crop into `frame` (in place) through `blend_mask`."""
-    mask = blend_mask(frame.shape, box, landmarks)
-    if not mask.alpha.any():
-        return frame
-    x1, y1, x2, y2 = (int(v) for v in box)
-    mb = mask.box
-    source = frame[mb.slices]
-    patch = source.copy()
-    resized = cv2.resize(generated, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR)
-    # Paste the resized crop where it overlaps the mask box; alpha is zero elsewhere.
-    ox1, oy1, ox2, oy2 = max(x1, mb.x1), max(y1, mb.y1), min(x2, mb.x2), min(y2, mb.y2)
-    if ox2 > ox1 and oy2 > oy1:
-        patch[oy1 - mb.y1 : oy2 - mb.y1, ox1 - mb.x1 : ox2 - mb.x1] = resized[
-            oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1
-        ]
-    matched = match_color(patch, source, weight=mask.alpha)
-    blend(frame, matched, mask, out=frame)
-    return frame
-
-
-def _crop_window(mask: Mask, x1: int, y1: int, x2: int, y2: int) -> NDArray[np.float32]:
-    """Weights over the mask box: 0 outside the generated crop, rising to 1 inside its edge."""
-    xs = np.arange(mask.box.x1, mask.box.x2, dtype=np.float32)
-    ys = np.arange(mask.box.y1, mask.box.y2, dtype=np.float32)
-    dx = np.minimum(xs - x1, x2 - 1 - xs)
-    dy = np.minimum(ys - y1, y2 - 1 - ys)
-    edge = np.minimum(dy[:, None], dx[None, :])
-    window: NDArray[np.float32] = np.clip(edge / CROP_FEATHER, 0.0, 1.0).astype(np.float32)
-    return window
-
-
 def render_stream(
     plan: RenderPlan,
     generator: GenerateFn,
@@ -219,9 +166,12 @@ def render_stream(
     """
     flow = _Flow()
     clock = StageClock()
-    decoded: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
-    generated: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
-    composed: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+    per_batch = max(1, plan.batch // plan.chunk)
+    # Decoding may run a batch ahead while the generator gathers one; the generator may hand
+    # a whole batch downstream at once.
+    decoded: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch + 1)
+    generated: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch)
+    composed: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
     threads = [
         flow.run(lambda: _decode(plan, flow, clock, decoded)),
         flow.run(lambda: _composite(plan, flow, clock, generated, composed)),
@@ -247,23 +197,23 @@ def _decode(
     plan: RenderPlan, flow: _Flow, clock: StageClock, out: queue.Queue[Batch | None]
 ) -> None:
     """Decode the clip back and forth, cutting each frame's generator crop."""
-    batch = Batch(0)
+    chunk = Batch(0)
     t = time.perf_counter()
     frames = media.iter_pingpong(plan.clip, plan.n_clip, plan.n_out, plan.fps)
     for i, (index, frame) in enumerate(frames):
         if flow.stop.is_set():
             return
-        batch.clip_index.append(index)
-        batch.frames.append(frame)
+        chunk.clip_index.append(index)
+        chunk.frames.append(frame)
         if plan.present[index]:
-            batch.crops.append(face_crop(frame, plan.boxes[index]))
-        if len(batch) == plan.batch:
+            chunk.crops.append(face_crop(frame, plan.boxes[index]))
+        if len(chunk) == plan.chunk:
             clock.add("decode", t)
-            flow.put(out, batch)
-            batch, t = Batch(i + 1), time.perf_counter()
+            flow.put(out, chunk)
+            chunk, t = Batch(i + 1), time.perf_counter()
     clock.add("decode", t)
-    if len(batch):
-        flow.put(out, batch)
+    if len(chunk):
+        flow.put(out, chunk)
     flow.put(out, None)
 
 
@@ -276,20 +226,47 @@ def _generate(
     out: queue.Queue[Batch | None],
     progress: Callable[[int], None],
 ) -> None:
-    """Run the generator on each batch's face crops with their mel windows."""
-    for batch in flow.items(inbox):
-        progress(flow.encoded)
-        t = time.perf_counter()
-        if batch.crops:
-            faces = [
-                batch.start + k for k, index in enumerate(batch.clip_index) if plan.present[index]
-            ]
-            windows = gather_windows(plan.mel, plan.starts[faces])
-            batch.generated = generator(np.stack(batch.crops), windows)
-            batch.crops = []
-        clock.add("generate", t)
-        flow.put(out, batch)
+    """Gather chunks into batches and run the generator on their crops and mel windows."""
+    pending: list[Batch] = []
+    first = True
+    for chunk in flow.items(inbox):
+        pending.append(chunk)
+        # The first batch is one chunk, so compositing and encoding start early.
+        if first or sum(len(c) for c in pending) >= plan.batch:
+            _run_batch(plan, generator, clock, pending)
+            first = False
+            for done in pending:
+                flow.put(out, done)
+            pending = []
+            progress(flow.encoded)
+    if pending and not flow.stop.is_set():
+        _run_batch(plan, generator, clock, pending)
+        for done in pending:
+            flow.put(out, done)
     flow.put(out, None)
+
+
+def _run_batch(
+    plan: RenderPlan, generator: GenerateFn, clock: StageClock, chunks: list[Batch]
+) -> None:
+    """Generate the mouths of every face crop in `chunks` in one call; share out the results."""
+    t = time.perf_counter()
+    crops = [crop for c in chunks for crop in c.crops]
+    if crops:
+        faces = [
+            c.start + k
+            for c in chunks
+            for k, index in enumerate(c.clip_index)
+            if plan.present[index]
+        ]
+        windows = gather_windows(plan.mel, plan.starts[faces])
+        generated = generator(np.stack(crops), windows)
+        offset = 0
+        for c in chunks:
+            c.generated = generated[offset : offset + len(c.crops)]
+            offset += len(c.crops)
+            c.crops = []
+    clock.add("generate", t)
 
 
 def _composite(
