@@ -379,6 +379,16 @@ def main() -> None:
             stats = bench_render(settings, avatar, audio, **options)
             renders.append(render_row(f"{label} {name}", stats))
             print(json.dumps(stats), flush=True)
+        if label == "720p":
+            # Steady state: 60 s of audio over the same clip, played back and forth.
+            long_audio = make_audio(work / "audio720p_60s.wav", max(4.0, 60.0 * scale))
+            for name, options in [
+                ("60 s audio, veryfast", {}),
+                ("60 s audio, ultrafast", {"preset": "ultrafast"}),
+            ]:
+                stats = bench_render(settings, avatar, long_audio, **options)
+                renders.append(render_row(f"{label} {name}", stats))
+                print(json.dumps(stats), flush=True)
         section += [
             "End-to-end renders (frames/s; per stage = frames / that stage's busy time):",
             "",

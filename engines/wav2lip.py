@@ -133,7 +133,10 @@ class Wav2LipEngine:
         """Load the generator once (GAN weights preferred); later calls reuse it."""
         if self._generator is None:
             model = load_wav2lip(self._checkpoint())
-            self._generator = Generator(model, self.device, self.half)
+            sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
+            generator = Generator(model, self.device, self.half, sizes)
+            generator.warm_up()
+            self._generator = generator
         return self._generator
 
     def _checkpoint(self) -> Path:

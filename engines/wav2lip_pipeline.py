@@ -26,7 +26,7 @@ from engines import media
 from engines.wav2lip_audio import gather_windows
 from engines.wav2lip_blend import CROP, composite, face_crop
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
-from jayavatar.errors import EngineError
+from jayavatar.errors import EngineError, JayAvatarError
 
 U8 = NDArray[np.uint8]
 #: (B, 96, 96, 3) RGB crops and their (B, 1, 80, 16) mel windows → generated RGB crops.
@@ -34,27 +34,51 @@ GenerateFn = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
 
 
 class Generator:
-    """The generator on one device: BatchNorm folded, channels_last, fp16 on CUDA."""
+    """The generator on one device: BatchNorm folded, channels_last, fp16 on CUDA.
 
-    def __init__(self, model: Wav2Lip, device: torch.device, half: bool | None = None) -> None:
+    `sizes` lists the batch shapes to run: a smaller batch is padded up to the next one, so
+    cuDNN's autotuner meets a few fixed shapes (tuned once by `warm_up`) rather than a new
+    shape, and seconds of tuning, at the tail of every render.
+    """
+
+    def __init__(
+        self,
+        model: Wav2Lip,
+        device: torch.device,
+        half: bool | None = None,
+        sizes: tuple[int, ...] = (),
+    ) -> None:
         self.device = device
         self.half = device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if self.half else torch.float32
+        self.sizes = tuple(sorted(sizes))
         model = fuse_batchnorm(model).eval()
         model = model.to(device, self.dtype)
         # Module.to accepts memory_format at run time; torch's stubs omit it.
         self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
+    def warm_up(self) -> None:
+        """Run each fixed batch shape once, so autotuning happens before the first render."""
+        for size in self.sizes:
+            crops = np.zeros((size, CROP, CROP, 3), np.uint8)
+            self(crops, torch.zeros(size, 1, 80, 16, device=self.device))
+
     @torch.inference_mode()
     def __call__(self, crops: U8, mel_windows: torch.Tensor) -> U8:
         """Return generated (B, 96, 96, 3) RGB crops for RGB crops and (B, 1, 80, 16) mels."""
+        n = len(crops)
         x = torch.from_numpy(crops).to(self.device, non_blocking=True)
+        mel = mel_windows.to(self.device, self.dtype)
+        size = next((s for s in self.sizes if s >= n), n)
+        if size > n:
+            x = torch.cat((x, x.new_zeros((size - n, *x.shape[1:]))))
+            mel = torch.cat((mel, mel.new_zeros((size - n, *mel.shape[1:]))))
         # The reference network was trained on OpenCV's BGR frames: flip channels in and out.
         x = x.permute(0, 3, 1, 2).flip(1).to(self.dtype).div_(255)
         masked = x.clone()
         masked[:, :, CROP // 2 :] = 0
         faces = torch.cat((masked, x), dim=1).contiguous(memory_format=torch.channels_last)
-        out = self.model(mel_windows.to(self.device, self.dtype), faces)
+        out = self.model(mel, faces)[:n]
         out = out.flip(1).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
         result: U8 = out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
         return result
@@ -187,7 +211,7 @@ def render_stream(
             thread.join(timeout=0.5)
             progress(flow.encoded)
     if flow.error is not None:
-        if isinstance(flow.error, EngineError | MemoryError | KeyboardInterrupt):
+        if isinstance(flow.error, JayAvatarError | MemoryError | KeyboardInterrupt):
             raise flow.error
         raise EngineError(f"wav2lip render failed: {flow.error}") from flow.error
     return clock
