@@ -26,10 +26,11 @@ from discord.http import Route
 from redis.exceptions import RedisError
 
 from bot.delivery import Deliverer
-from bot.errors import REPLY_ID, on_tree_error
+from bot.errors import on_tree_error
 from bot.memory import BotMemory
 from bot.origin import Origin, user_id
 from bot.progress import Tracker
+from bot.replies import REPLY_ID
 from bot.text import progress_message
 from bot.views import CancelButton, RetryButton, cancel_view
 from jayavatar.errors import BadInput, TransientError

@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.errors import defer_reply
 from bot.origin import origin_of, user_id
+from bot.replies import defer_reply
 from bot.uploads import avatar_rules, fetch_upload, voice_rules
 from jobs.accounts import AssetKind
 
 if TYPE_CHECKING:
     from bot.app import JayBot
-
-QUIET = discord.AllowedMentions.none()
 
 
 async def enroll(

@@ -11,11 +11,10 @@ import logging
 import discord
 from discord import app_commands
 
+from bot.replies import PUBLIC_DEFER
 from jayavatar.errors import JayAvatarError, UserError, one_line
 
 log = logging.getLogger(__name__)
-PUBLIC_DEFER = "public_defer"
-REPLY_ID = "reply_id"
 
 
 def message_for(exc: BaseException) -> str:
@@ -39,17 +38,6 @@ def is_expected(exc: BaseException) -> bool:
     """Whether an error is a normal refusal rather than a bug worth a traceback."""
     inner = getattr(exc, "original", exc)
     return isinstance(inner, UserError | app_commands.CheckFailure)
-
-
-async def defer_reply(interaction: discord.Interaction, ephemeral: bool) -> None:
-    """Acknowledge at once (Discord allows 3 s) and remember whether the reply is public."""
-    if interaction.response.is_done():
-        return
-    callback = await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-    interaction.extras[PUBLIC_DEFER] = not ephemeral
-    if callback is not None and callback.message_id is not None:
-        # The "thinking" message is the reply every later edit and delivery targets.
-        interaction.extras[REPLY_ID] = callback.message_id
 
 
 async def send_error(interaction: discord.Interaction, exc: BaseException) -> None:

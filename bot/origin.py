@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.errors import REPLY_ID
+from bot.replies import REPLY_ID
 
 FRONT = "discord"
 # Tokens last 15 min; stop using one a little early so an edit never races its expiry.

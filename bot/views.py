@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.errors import defer_reply, send_error
-from bot.origin import origin_of, user_id
-from bot.text import final_message, request_line
+from bot.errors import send_error
+from bot.origin import origin_of
+from bot.replies import defer_reply
+from bot.text import request_line
 
 if TYPE_CHECKING:
     from bot.app import JayBot
@@ -102,14 +103,3 @@ def final_view(state: str, kind: str, rid: str) -> discord.ui.View | None:
     if kind == "render" and state in ("failed", "cancelled"):
         return retry_view(rid)
     return None
-
-
-__all__ = [
-    "CancelButton",
-    "RetryButton",
-    "cancel_view",
-    "final_message",
-    "final_view",
-    "retry_view",
-    "user_id",
-]

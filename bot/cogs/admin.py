@@ -12,8 +12,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import defer_reply
 from bot.origin import origin_of, user_id
+from bot.replies import defer_reply
 from bot.text import request_line
 from jayavatar.errors import BadInput, NotFound
 

@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import defer_reply
 from bot.origin import user_id
+from bot.replies import defer_reply
 from bot.text import request_line
 from bot.views import CancelButton, RetryButton
 

@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.choices import asset_choices, language_choices
-from bot.errors import defer_reply
 from bot.origin import origin_of, user_id
+from bot.replies import defer_reply
 
 if TYPE_CHECKING:
     from bot.app import JayBot

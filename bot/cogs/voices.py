@@ -10,8 +10,8 @@ from discord.ext import commands
 
 from bot import assets
 from bot.choices import asset_choices
-from bot.errors import defer_reply
 from bot.origin import user_id
+from bot.replies import defer_reply
 
 if TYPE_CHECKING:
     from bot.app import JayBot

@@ -212,15 +212,20 @@ def request_of(stack: Stack, rid: str) -> Any:
     return run_async(stack, lambda c: c.get(rid))
 
 
+def _get(stack: Stack, key: str) -> bytes | None:
+    value: bytes | None = redis.Redis.from_url(stack.redis.url).get(key)  # type: ignore[assignment]
+    return value
+
+
 def delivered(stack: Stack, rid: str) -> str | None:
     """Return how a request was delivered, as the bot recorded it, or None."""
-    raw = redis.Redis.from_url(stack.redis.url).get(f"{stack.prefix}:delivered:{rid}")
+    raw = _get(stack, f"{stack.prefix}:delivered:{rid}")
     return raw.decode() if raw is not None else None
 
 
 def record(stack: Stack, rid: str) -> dict[str, Any]:
     """Read a request record straight from Redis (fast enough to catch a running stage)."""
-    raw = redis.Redis.from_url(stack.redis.url).get(f"{stack.prefix}:req:{rid}")
+    raw = _get(stack, f"{stack.prefix}:req:{rid}")
     assert raw is not None, f"no record for {rid}"
     data: dict[str, Any] = json.loads(raw)
     return data

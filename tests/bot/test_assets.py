@@ -8,6 +8,8 @@ face goes to the worker, which refuses it, and the reply says why.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.bot.harness import (
@@ -71,7 +73,7 @@ def test_bad_uploads_are_refused_while_handling_the_command(
     folder = stack.folder
     before = request_count(stack, people.alice)
 
-    def refusal(command: str, **values: object) -> str:
+    def refusal(command: str, **values: Any) -> str:
         return notice(fake, fake.slash(people.alice, command, channel, **values)).content
 
     text = fake.upload("notes.txt", "text/plain", b"not audio")

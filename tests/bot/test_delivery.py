@@ -96,10 +96,11 @@ def test_killed_mid_stage_and_back_16_minutes_later_delivers_once_in_the_channel
     finally:
         thaw(stack, kind)
     [message] = deliveries(fake, rid)
+    video = f"{rid}.mp4"
     assert message.channel_id == channel.id and message.webhook_id is None
     assert message.content.startswith(f"<@{people.alice.id}> 🎬 Done")
     assert wait_recorded(stack, rid) == "channel"
-    [post] = fake.call(lambda w: [p for p in w.posts if p.files and p.files[0][0] == f"{rid}.mp4"])
+    [post] = fake.call(lambda w: [p for p in w.posts if p.status == 200 and video in p.files_named])
     assert post.path.endswith(f"/channels/{channel.id}/messages")
     # Only the requester is pinged; text echoed from the request pings no one.
     assert post.json["allowed_mentions"] == {"parse": [], "users": [people.alice.id]}
@@ -142,7 +143,7 @@ def test_killed_after_reply_edit_before_recording_it_posts_once(
     [message] = deliveries(fake, rid)
     assert message.interaction_id == interaction.id
     patches = fake.call(
-        lambda w: [p for p in w.posts if p.method == "PATCH" and p.files and rid in str(p.files)]
+        lambda w: [p for p in w.posts if p.method == "PATCH" and f"{rid}.mp4" in p.files_named]
     )
     assert len(patches) == 1  # found on replay, not sent again
 

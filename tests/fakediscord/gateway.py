@@ -100,8 +100,9 @@ class Gateway:
             self.stats.resume_urls.append(str(request.url.with_query(None)))
             await self.resume(ws, data or {})
         elif op == REQUEST_MEMBERS and self.current is not None:
-            chunk = {"guild_id": (data or {}).get("guild_id"), "members": [], "chunk_index": 0}
-            chunk.update(chunk_count=1, nonce=(data or {}).get("nonce"))
+            asked = data or {}
+            chunk: dict[str, Any] = {"guild_id": asked.get("guild_id"), "members": []}
+            chunk.update(chunk_index=0, chunk_count=1, nonce=asked.get("nonce"))
             await self.current.dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
     async def identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:

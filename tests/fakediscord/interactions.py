@@ -7,7 +7,15 @@ import time
 from typing import Any
 
 from tests.fakediscord import payloads
-from tests.fakediscord.state import Attachment, Channel, Interaction, Message, User, World
+from tests.fakediscord.state import (
+    MEMBER_PERMISSIONS,
+    Attachment,
+    Channel,
+    Interaction,
+    Message,
+    User,
+    World,
+)
 
 SUBCOMMAND, GROUP, USER, ATTACHMENT = 1, 2, 6, 11
 APP_COMMAND, COMPONENT, AUTOCOMPLETE = 2, 3, 4
@@ -115,7 +123,7 @@ def new_interaction(
         "token": token,
         "version": 1,
         "locale": "en-US",
-        "app_permissions": str(payloads.MEMBER_PERMISSIONS),
+        "app_permissions": str(MEMBER_PERMISSIONS),
         "entitlements": [],
         "attachment_size_limit": size_limit,
         **context_fields(world, user, channel, user_install),

@@ -165,6 +165,11 @@ class Post:
     at_sim: float
     authorized: bool
 
+    @property
+    def files_named(self) -> list[str]:
+        """Return the names of the uploaded files."""
+        return [name for name, _size in self.files]
+
 
 class World:
     """All state of the fake Discord."""
