@@ -60,6 +60,7 @@ def evaluate_render(
 ) -> dict[str, Any]:
     """Measure a finished render against its avatar, voice and script; return the report."""
     started = time.perf_counter()
+    quality_video.check_inputs(mp4, avatar_dir)  # fail fast, before any model loads
     audio = load_audio(mp4, quality_audio.RATE)
     english = language.split("-")[0].lower() == "en"
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -54,7 +54,8 @@ def lagged_correlation(aperture: Array, loudness: Array, lag: int) -> float:
     elif lag < 0:
         a, b = a[:lag], b[-lag:]
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < MIN_FRAMES or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+    # A constant series (to rounding) has no correlation with anything.
+    if ok.sum() < MIN_FRAMES or np.std(a[ok]) < 1e-9 or np.std(b[ok]) < 1e-9:
         return float("nan")
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 

@@ -42,7 +42,7 @@ from engines.facetrack import (
     FaceTrack,
     lip_aperture,
 )
-from engines.media import iter_frames, iter_pingpong, probe
+from engines.media import MediaInfo, iter_frames, iter_pingpong, probe
 from engines.mouth_warp import warp_mask
 from jayavatar.errors import BadInput, NotFound
 
@@ -80,17 +80,25 @@ class VideoStats:
         return np.asarray(getattr(self, name), np.float64)
 
 
-def measure_video(mp4: Path, avatar_dir: Path) -> VideoStats:
-    """Walk the render and its source clip frame by frame and collect every picture measure."""
+def check_inputs(mp4: Path, avatar_dir: Path) -> tuple[MediaInfo, FaceTrack]:
+    """Probe the render and load the avatar's track; raise at once if they do not belong."""
     if not ((avatar_dir / "track.npz").is_file() and (avatar_dir / "clip.mp4").is_file()):
         raise NotFound(f"no prepared avatar in {avatar_dir.name!r} (clip.mp4 and track.npz)")
-    track = FaceTrack.load(avatar_dir / "track.npz")
     info = probe(mp4)
+    if info.kind != "video":
+        raise BadInput(f"{mp4.name} is not a video")
+    track = FaceTrack.load(avatar_dir / "track.npz")
     if (info.width, info.height) != (track.width, track.height):
         raise BadInput(
             f"{mp4.name} is {info.width}x{info.height} but the avatar is "
             f"{track.width}x{track.height}; evaluate the render before any resize"
         )
+    return info, track
+
+
+def measure_video(mp4: Path, avatar_dir: Path) -> VideoStats:
+    """Walk the render and its source clip frame by frame and collect every picture measure."""
+    info, track = check_inputs(mp4, avatar_dir)
     stats = VideoStats(fps=info.fps or 25.0, clip_frames=len(track))
     previous: tuple[Image, Image] | None = None
     # A looping render shows each clip frame more than once; its mask is the same each time.
