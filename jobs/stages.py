@@ -68,7 +68,12 @@ async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         sc.storage.put_file(key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
     started = req.started_at
-    req, _ = await sc.store.update(req.id, _advance(req.epoch, "voice", "lipsync", started))
+    req, moved = await sc.store.update(req.id, _advance(req.epoch, "voice", "lipsync", started))
+    if not moved:
+        # Cancelled or failed while the engine ran: the speech just stored belongs to nobody.
+        if req.final:
+            cleanup(sc.storage, req)
+        return "abandoned"
     await _enqueue(sc, req, "lipsync")
     return "voice done"
 
@@ -91,10 +96,7 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta)
         out, stats = await _run(sc, req, "render", args, "render.mp4")
         if req.max_bytes and out.stat().st_size > req.max_bytes:
-            fitted = out.with_name("fitted.mp4")
-            fit_args = (out, fitted, req.max_bytes)
-            stats["fit"] = await sc.host.call("engines.fit:fit_to_size", fit_args, None, None)
-            out = fitted
+            out, stats["fit"] = await _fit(sc, out, req.max_bytes)
         sc.storage.put_file(out_key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
     # The speech is not needed once the render exists; drop it before announcing the result.
@@ -138,6 +140,20 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
     await sc.accounts.register(kind, req.user, req.name, meta)  # type: ignore[arg-type]
     await _finish(sc, req, "enroll", result=meta)
     return f"{kind} enrolled"
+
+
+async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[str, Any]]:
+    """Re-encode a render under `max_bytes`; if it cannot fit watchably, keep the original.
+
+    The request still succeeds: the front says the file is over its limit and keeps it
+    available (e.g. in /jobs or the API) instead of losing the render.
+    """
+    fitted = out.with_name("fitted.mp4")
+    try:
+        report = await sc.host.call("engines.fit:fit_to_size", (out, fitted, max_bytes), None, None)
+    except BadInput as exc:
+        return out, {"error": str(exc), "bytes": out.stat().st_size}
+    return fitted, report
 
 
 def provenance(req: Request) -> dict[str, str]:
@@ -327,6 +343,11 @@ async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any
         await sc.accounts.count(
             f"{done.kind}_done", done.timings if done.kind == "render" else None
         )
+    elif done.final and done.state != "done":
+        # Cancelled or failed while the engine ran: drop the output nobody will ever fetch.
+        cleanup(sc.storage, done)
+        if fields.get("output_key"):
+            sc.storage.delete(fields["output_key"])
 
 
 async def fail(sc: StageContext, req: Request, exc: BaseException) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -35,10 +34,3 @@ async def client(stack: Stack) -> AsyncIterator[object]:
         yield job_client
     finally:
         await job_client.close()
-
-
-def demo_media(tmp: Path) -> tuple[Path, Path]:
-    """Return (voice sample, avatar media) made by the engines' demo asset builders."""
-    from tests.support.assets import make_assets
-
-    return make_assets(tmp)
