@@ -1,14 +1,21 @@
-"""Stage timeouts count the time a worker runs, not the time it spent frozen."""
+"""Stages: timeouts count the time a worker runs; a cancel mid-engine leaves no file behind."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from jayavatar.settings import Settings
 from jobs import stages
+from jobs.client import JobClient
+from storage.keys import speech_key
+from tests.support.stack import RedisProcess
 
 
 async def test_a_slow_call_times_out() -> None:
@@ -47,3 +54,78 @@ async def test_a_failing_call_raises_its_error() -> None:
 
     with pytest.raises(ValueError, match="bad"):
         await stages._bounded(broken(), 5.0)
+
+
+# A cancel that lands while the engine runs -------------------------------------------------
+
+
+class CancellingHost:
+    """An engine host whose call writes its output, but the user cancels before it returns."""
+
+    def __init__(self, client: JobClient) -> None:
+        self.client = client
+        self.rid = ""
+
+    async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
+        out = args[3] if target == "synthesize" else args[2]
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_bytes(b"output")
+        await self.client.cancel(self.rid, "alice")
+        return 1.0 if target == "synthesize" else {}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server."""
+    server = RedisProcess(tmp_path_factory.mktemp("stages-redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def staged(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[JobClient, Any]]:
+    """A client with Alice's voice and avatar, and a stage context whose host cancels."""
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, key_prefix="stages")
+    client = await JobClient.connect(settings)
+    await client.redis.flushdb()
+    for kind in ("voice", "avatar"):
+        client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
+        await client.accounts.register(kind, "alice", "me", {})
+    host: Any = CancellingHost(client)
+    context = stages.StageContext(
+        settings,
+        client.redis,
+        client.store,
+        client.storage,
+        client.accounts,
+        host,
+        30,
+    )
+    yield client, context
+    await client.close()
+
+
+async def test_speech_of_a_request_cancelled_mid_synthesis_is_dropped(
+    staged: tuple[JobClient, Any],
+) -> None:
+    client, context = staged
+    req = await client.submit_render("alice", "Hello.", "me", "me")
+    context.host.rid = req.id
+    payload = {"request_id": req.id, "epoch": req.epoch}
+    assert await stages.voice_stage({"stage": context}, payload) == "abandoned"
+    assert (await client.get(req.id)).state == "cancelled"
+    assert client.storage.list("work") == []
+
+
+async def test_render_of_a_request_cancelled_mid_render_is_dropped(
+    staged: tuple[JobClient, Any],
+) -> None:
+    client, context = staged
+    req = await client.submit_render("alice", "Hello.", "me", "me")
+    await client.store.update(req.id, lambda r: r.changed(state="lipsync"))
+    client.storage.put_bytes(speech_key(req.id), b"speech")
+    context.host.rid = req.id
+    await stages.lipsync_stage({"stage": context}, {"request_id": req.id, "epoch": req.epoch})
+    assert (await client.get(req.id)).state == "cancelled"
+    assert client.storage.list("renders") == [] and client.storage.list("work") == []
