@@ -36,11 +36,12 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engines import media
+from engines import media, wav2lip_io
 from engines.facetrack import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, NOSE_BASE, FaceTrack
 from engines.wav2lip import Wav2LipEngine, reference_boxes, tune_encoder
 from engines.wav2lip_audio import MelFrontEnd, gather_windows
-from engines.wav2lip_blend import composite, face_crop
+from engines.wav2lip_blend import composite_i420, face_crop_i420
+from engines.wav2lip_io import I420Writer
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import Generator
 from jayavatar.settings import Settings
@@ -212,45 +213,50 @@ def bench_generator(
 
 
 def bench_stages(avatar: Path, n_out: int, workers: int, presets: list[str]) -> list[list[Any]]:
-    """Frames/s of decode (+ crop), composite (1 thread and a pool) and encode, each alone."""
+    """Frames/s of decode (+ crop), composite (1 thread and a pool) and encode, each alone.
+
+    Frames are I420 arrays, as in a render; one row decodes to RGB for comparison.
+    """
     track = FaceTrack.load(avatar / "track.npz")
     boxes = reference_boxes(track.boxes, track.present, track.width, track.height)
+    size = (track.width, track.height)
     rows: list[list[Any]] = []
     t = time.perf_counter()
-    frames: list[NDArray[np.uint8]] = []
-    for k, (index, frame) in enumerate(
-        media.iter_pingpong(avatar / "clip.mp4", len(track), n_out, FPS)
-    ):
+    kept: list[tuple[int, NDArray[np.uint8]]] = []
+    clip = avatar / "clip.mp4"
+    for k, (index, frame) in enumerate(wav2lip_io.iter_pingpong(clip, len(track), n_out, FPS)):
         if track.present[index]:
-            face_crop(frame, boxes[index])
+            face_crop_i420(frame, boxes[index], size)
         if k < 100:
-            frames.append(frame)
-    rows.append(["decode + crop (PyAV, rgb24)", f"{n_out / (time.perf_counter() - t):,.0f}"])
+            kept.append((index, frame))
+    rows.append(["decode + crop (I420)", f"{n_out / (time.perf_counter() - t):,.0f}"])
+    t = time.perf_counter()
+    for _ in media.iter_pingpong(clip, len(track), n_out, FPS):
+        pass
+    rows.append(
+        ["decode to RGB (media.iter_pingpong)", f"{n_out / (time.perf_counter() - t):,.0f}"]
+    )
     generated = np.random.default_rng(2).integers(0, 255, (96, 96, 3), dtype=np.uint8)
-    idx = [i for i in range(len(frames)) if track.present[i]]
-    t = time.perf_counter()
-    for i in idx:
-        composite(frames[i].copy(), generated, boxes[i], track.landmarks[i])
-    rows.append(["composite, 1 thread", f"{len(idx) / (time.perf_counter() - t):,.0f}"])
-    copies = [frames[i].copy() for i in idx]
-    t = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(
-            pool.map(
-                lambda a: composite(copies[a[0]], generated, boxes[a[1]], track.landmarks[a[1]]),
-                enumerate(idx),
-            )
-        )
-    rows.append([f"composite, {workers} threads", f"{len(idx) / (time.perf_counter() - t):,.0f}"])
-    height, width = frames[0].shape[:2]
+    faces = [(i, frame) for i, frame in kept if track.present[i]]
+
+    def blend_one(k: int) -> None:
+        i, frame = faces[k % len(faces)]
+        composite_i420(frame.copy(), generated, boxes[i], track.landmarks[i], size)
+
+    for threads in (1, workers):
+        t = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(blend_one, range(200)))
+        rows.append([f"composite, {threads} threads", f"{200 / (time.perf_counter() - t):,.0f}"])
+    width, height = size
     for preset in presets:
         with tempfile.TemporaryDirectory() as tmp:
-            writer = media.VideoWriter(Path(tmp) / "e.mp4", width, height, FPS, preset=preset)
+            writer = I420Writer(Path(tmp) / "e.mp4", width, height, FPS, preset=preset)
             tune_encoder(writer)
             t = time.perf_counter()
             with writer:
                 for k in range(300):
-                    writer.write(frames[k % len(frames)])
+                    writer.write(kept[k % len(kept)][1])
             rows.append(
                 [f"encode {writer.codec} {preset}", f"{300 / (time.perf_counter() - t):,.0f}"]
             )

@@ -24,6 +24,7 @@ from engines.avatar_prep import prepare_avatar
 from engines.base import ProgressFn
 from engines.facetrack import FaceTrack, segments
 from engines.wav2lip_audio import SAMPLE_RATE, MelFrontEnd, pad_to_window, window_starts
+from engines.wav2lip_io import I420Writer
 from engines.wav2lip_model import load_wav2lip
 from engines.wav2lip_pipeline import GenerateFn, Generator, RenderPlan, render_stream
 from jayavatar.errors import BadInput, EngineError, ModelMissing
@@ -197,7 +198,7 @@ class Wav2LipEngine:
         plan, wav48, meta = self.plan(avatar_dir, audio)
         tmp = out_mp4.with_name(out_mp4.name + ".tmp.mp4")
         nvenc = self.device.type == "cuda"
-        writer = media.VideoWriter(
+        writer = I420Writer(
             tmp,
             meta["width"],
             meta["height"],
@@ -246,6 +247,7 @@ class Wav2LipEngine:
         mel = pad_to_window(self.mel.mel(wav16))
         plan = RenderPlan(
             clip=avatar_dir / "clip.mp4",
+            size=(int(meta["width"]), int(meta["height"])),
             fps=fps,
             n_clip=len(track),
             n_out=n_out,

@@ -1,5 +1,7 @@
 """Wav2Lip's per-frame image work: the 96×96 generator crop, and blending its output back.
 
+Both work on RGB frames or, without converting the whole frame, on I420 frames.
+
 The blend goes through `engines.compositing` (the feathered mouth-jaw mask and the blend that
 writes only inside it), faded out towards the edge of the generated crop.
 """
@@ -10,7 +12,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from engines.compositing import Mask, blend, mouth_jaw_mask
+from engines.compositing import Box, Mask, blend, mouth_jaw_mask
+from engines.wav2lip_io import even_box, roi_to_rgb, write_roi
 
 U8 = NDArray[np.uint8]
 #: Side of the square face crop the generator works on.
@@ -74,10 +77,52 @@ def match_color(patch: U8, reference: U8, weight: NDArray[np.float32]) -> U8:
 def composite(
     frame: U8, generated: U8, box: NDArray[np.int32], landmarks: NDArray[np.float32]
 ) -> U8:
-    """Blend a generated crop into `frame` (in place) through `blend_mask`; return `frame`."""
+    """Blend a generated crop into an RGB `frame` (in place) through `blend_mask`."""
     mask = blend_mask(frame.shape, box, landmarks)
+    if mask.alpha.any():
+        _blend_crop(frame, generated, box, mask)
+    return frame
+
+
+def composite_i420(
+    frame: U8,
+    generated: U8,
+    box: NDArray[np.int32],
+    landmarks: NDArray[np.float32],
+    size: tuple[int, int],
+) -> U8:
+    """Blend a generated crop into an I420 `frame` of `size` (width, height), in place.
+
+    Only the mask's box is turned into RGB, blended, and written back where the mask is.
+    """
+    width, height = size
+    mask = blend_mask((height, width), box, landmarks)
     if not mask.alpha.any():
         return frame
+    mb = mask.box
+    roi = even_box((mb.x1, mb.y1, mb.x2, mb.y2), width, height)
+    x0, y0 = roi[0], roi[1]
+    rgb = roi_to_rgb(frame, roi, width, height)
+    local = Mask(Box(mb.x1 - x0, mb.y1 - y0, mb.x2 - x0, mb.y2 - y0), mask.alpha)
+    _blend_crop(rgb, generated, box - np.array([x0, y0, x0, y0], np.int32), local)
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[local.box.slices] = mask.alpha
+    write_roi(frame, rgb, alpha, roi, width, height)
+    return frame
+
+
+def face_crop_i420(frame: U8, box: NDArray[np.int32], size: tuple[int, int]) -> U8:
+    """`face_crop` of an I420 frame of `size` (width, height), converting only the box."""
+    width, height = size
+    x1, y1, x2, y2 = (int(v) for v in box)
+    roi = even_box((x1, y1, x2, y2), width, height)
+    rgb = roi_to_rgb(frame, roi, width, height)
+    local = np.array([x1 - roi[0], y1 - roi[1], x2 - roi[0], y2 - roi[1]], np.int32)
+    return face_crop(rgb, local)
+
+
+def _blend_crop(frame: U8, generated: U8, box: NDArray[np.int32], mask: Mask) -> None:
+    """Resize `generated` into `box`, colour-match it and blend it through `mask`."""
     x1, y1, x2, y2 = (int(v) for v in box)
     mb = mask.box
     source = frame[mb.slices]
@@ -91,4 +136,3 @@ def composite(
         ]
     matched = match_color(patch, source, mask.alpha)
     blend(frame, matched, mask, out=frame)
-    return frame

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from engines import media
+from engines import wav2lip_io
 from engines.wav2lip_audio import gather_windows
-from engines.wav2lip_blend import CROP, composite, face_crop
+from engines.wav2lip_blend import CROP, composite_i420, face_crop_i420
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
 from jayavatar.errors import EngineError, JayAvatarError
 
@@ -110,6 +110,7 @@ class RenderPlan:
     """Everything a render needs besides the generator, all read from the prepared avatar."""
 
     clip: Path
+    size: tuple[int, int]  # width, height of the clip (frames are I420 arrays)
     fps: float
     n_clip: int
     n_out: int
@@ -223,14 +224,14 @@ def _decode(
     """Decode the clip back and forth, cutting each frame's generator crop."""
     chunk = Batch(0)
     t = time.perf_counter()
-    frames = media.iter_pingpong(plan.clip, plan.n_clip, plan.n_out, plan.fps)
+    frames = wav2lip_io.iter_pingpong(plan.clip, plan.n_clip, plan.n_out, plan.fps)
     for i, (index, frame) in enumerate(frames):
         if flow.stop.is_set():
             return
         chunk.clip_index.append(index)
         chunk.frames.append(frame)
         if plan.present[index]:
-            chunk.crops.append(face_crop(frame, plan.boxes[index]))
+            chunk.crops.append(face_crop_i420(frame, plan.boxes[index], plan.size))
         if len(chunk) == plan.chunk:
             clock.add("decode", t)
             flow.put(out, chunk)
@@ -301,8 +302,6 @@ def _composite(
     out: queue.Queue[Batch | None],
 ) -> None:
     """Blend generated mouths into their frames, several frames at a time."""
-    # A one-frame clip (a photo) yields the same array every time: never blend into it.
-    copy = plan.n_clip == 1
     with ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="composite") as pool:
         for batch in flow.items(inbox):
             t = time.perf_counter()
@@ -311,9 +310,9 @@ def _composite(
             for pos, index in enumerate(batch.clip_index):
                 if not plan.present[index] or batch.generated is None:
                     continue
-                frame = batch.frames[pos].copy() if copy else batch.frames[pos]
-                args = (frame, batch.generated[k], plan.boxes[index], plan.landmarks[index])
-                jobs.append((pos, pool.submit(composite, *args)))
+                args = (batch.frames[pos], batch.generated[k], plan.boxes[index])
+                job = pool.submit(composite_i420, *args, plan.landmarks[index], plan.size)
+                jobs.append((pos, job))
                 k += 1
             for pos, job in jobs:
                 batch.frames[pos] = job.result()

@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 from numpy.typing import NDArray
 
-from engines import media
+from engines import media, wav2lip_io
 from engines.avatar_prep import photo_motion
 from engines.demo_assets import astronaut_portrait
 from engines.facetrack import FaceTrack
@@ -128,8 +128,9 @@ def avatar(engine: Wav2LipEngine, work: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def source_frames(avatar: Path) -> list[NDArray[np.uint8]]:
-    """The prepared clip's frames, decoded once."""
-    return list(media.iter_frames(avatar / "clip.mp4"))
+    """The prepared clip's frames as decoded I420 arrays, straight from PyAV."""
+    with av.open(str(avatar / "clip.mp4")) as container:
+        return [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
 
 
 def test_prepare_stores_reference_crops(avatar: Path) -> None:
@@ -180,11 +181,16 @@ def test_outside_the_mask_frames_are_the_source_bit_for_bit(
             assert np.array_equal(frame, source), f"no-face frame {i} was altered"
             passed += 1
             continue
-        mask = blend_mask(frame.shape, plan.boxes[index], plan.landmarks[index])
-        inside = np.zeros(frame.shape[:2], bool)
-        inside[mask.box.slices] = mask.alpha > 0
-        assert np.array_equal(frame[~inside], source[~inside]), f"frame {i} changed outside"
-        changed += int(np.any(frame[inside] != source[inside]))
+        # The frames are I420: luma may change where the mask is, chroma in the 2×2 blocks
+        # the mask touches; every other byte must be the decoded source.
+        mask = blend_mask((SIDE, SIDE), plan.boxes[index], plan.landmarks[index])
+        luma = np.zeros((SIDE, SIDE), bool)
+        luma[mask.box.slices] = mask.alpha > 0
+        chroma = luma.reshape(SIDE // 2, 2, SIDE // 2, 2).any(axis=(1, 3))
+        inside = np.concatenate([luma.reshape(-1), chroma.reshape(-1), chroma.reshape(-1)])
+        flat, src = frame.reshape(-1), source.reshape(-1)
+        assert np.array_equal(flat[~inside], src[~inside]), f"frame {i} changed outside"
+        changed += int(np.any(flat[inside] != src[inside]))
     assert passed == 16
     assert changed >= 45  # the generated mouth really lands inside the mask
 
@@ -234,7 +240,7 @@ def peak_live_frames(
     """Most decoded frames alive at once during a streamed render of `audio`."""
     live: dict[int, weakref.ref[NDArray[np.uint8]]] = {}
     peak = 0
-    original = media.iter_pingpong
+    original = wav2lip_io.iter_pingpong
 
     def tracked(*args: Any, **kwargs: Any) -> Iterator[tuple[int, NDArray[np.uint8]]]:
         for index, frame in original(*args, **kwargs):
@@ -248,7 +254,7 @@ def peak_live_frames(
             nonlocal peak
             peak = max(peak, len(live))
 
-    monkeypatch.setattr(media, "iter_pingpong", tracked)
+    monkeypatch.setattr(wav2lip_io, "iter_pingpong", tracked)
     plan, _, _ = engine.plan(avatar, audio)
     render_stream(plan, StripeProbe(), Sink(), lambda n: None)
     return peak
@@ -260,9 +266,10 @@ def test_frames_in_flight_do_not_grow_with_length(
     engine = Wav2LipEngine(settings, batch=8, workers=2, generator=StripeProbe())
     short = peak_live_frames(engine, avatar, write_speech(work / "s4.wav", 4.0), monkeypatch)
     long = peak_live_frames(engine, avatar, write_speech(work / "s24.wav", 24.0), monkeypatch)
-    # At most a batch per stage and queue slot (7), plus the 25 frames the looping reader
-    # reverses at a time: a constant, where holding every frame would mean 600 here.
-    bound = 7 * 8 + 25
+    # Chunks of 8: one in each of the 4 stages and up to 5 queued (2 + 1 + 2), plus the
+    # second of frames the looping reader reverses at a time. A constant, where holding
+    # every frame would mean 600 here.
+    bound = (4 + 5) * 8 + 25
     assert 8 <= short <= bound
     assert long <= bound
 

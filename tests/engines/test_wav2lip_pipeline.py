@@ -9,6 +9,7 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
+from engines import media
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import Generator, RenderPlan, render_stream
 from jayavatar.errors import EngineError
@@ -73,27 +74,44 @@ def test_padding_does_not_change_the_result(generator: Generator) -> None:
     assert np.abs(padded.astype(int) - unpadded).max() <= 1
 
 
-def test_a_failing_stage_stops_the_render_with_an_engine_error(tmp_path: Path) -> None:
-    def broken(crops: NDArray[np.uint8], windows: torch.Tensor) -> NDArray[np.uint8]:
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    plan = RenderPlan(
-        clip=tmp_path / "missing.mp4",
+def small_plan(clip: Path) -> RenderPlan:
+    """A plan over a 10-frame 64×64 clip whose every frame has a face box."""
+    return RenderPlan(
+        clip=clip,
+        size=(64, 64),
         fps=25.0,
         n_clip=10,
         n_out=40,
         present=np.ones(10, bool),
-        boxes=np.tile(np.array([0, 0, 8, 8], np.int32), (10, 1)),
+        boxes=np.tile(np.array([8, 8, 56, 56], np.int32), (10, 1)),
         landmarks=np.zeros((10, 478, 2), np.float32),
         mel=torch.zeros(80, 200),
         starts=np.zeros(40, np.int64),
         batch=8,
     )
 
-    class Sink:
-        def write(self, frame: NDArray[np.uint8]) -> None:
-            """Drop frames."""
 
-    # The clip is missing, so decoding fails first; the render must raise, not hang.
+class Sink:
+    """Drops frames."""
+
+    def write(self, frame: NDArray[np.uint8]) -> None:
+        """Drop the frame."""
+
+
+def broken(crops: NDArray[np.uint8], windows: torch.Tensor) -> NDArray[np.uint8]:
+    """A generator that fails like a GPU fault."""
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_failing_generator_stops_the_render_with_an_engine_error(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    with media.VideoWriter(clip, 64, 64, 25) as writer:
+        for _ in range(10):
+            writer.write(np.full((64, 64, 3), 120, np.uint8))
+    with pytest.raises(EngineError, match="illegal memory access"):
+        render_stream(small_plan(clip), broken, Sink(), lambda n: None)
+
+
+def test_a_failing_decoder_stops_the_render_too(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="wav2lip render failed"):
-        render_stream(plan, broken, Sink(), lambda n: None)
+        render_stream(small_plan(tmp_path / "missing.mp4"), broken, Sink(), lambda n: None)
