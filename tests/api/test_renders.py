@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +76,13 @@ def enrolled(site: tuple[str, dict[str, str]]) -> tuple[str, dict[str, str]]:
     return site
 
 
-def events(base: str, token: str, rid: str) -> list[tuple[str, dict[str, Any]]]:
-    """Read a request's SSE stream to its end; return (event, data) pairs."""
+def events(
+    base: str, token: str, rid: str, on_first: Callable[[], None] = lambda: None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Read a request's SSE stream to its end; return (event, data) pairs.
+
+    `on_first` runs once the first event has arrived (the test holds the worker until then).
+    """
     out: list[tuple[str, dict[str, Any]]] = []
     url = f"{base}/v1/requests/{rid}/events"
     with httpx.stream("GET", url, headers=headers(token), timeout=300) as r:
@@ -87,33 +94,52 @@ def events(base: str, token: str, rid: str) -> list[tuple[str, dict[str, Any]]]:
                 event = line[7:]
             elif line.startswith("data: "):
                 out.append((event, json.loads(line[6:])))
+                if len(out) == 1:
+                    on_first()
     return out
 
 
 def test_render_progress_events_then_a_valid_mp4(
-    enrolled: tuple[str, dict[str, str]], tmp_path: Path
+    enrolled: tuple[str, dict[str, str]], stack: Stack, tmp_path: Path
 ) -> None:
     base, tokens = enrolled
     alice = headers(tokens["alice"])
-    r = httpx.post(f"{base}/v1/renders", headers=alice, json={"text": TEXT}, timeout=30)
-    assert r.status_code == 202, r.text
-    created = r.json()
-    rid = created["id"]
-    assert r.headers["location"] == f"/v1/requests/{rid}"
-    assert (created["voice"], created["avatar"], created["state"]) == (
-        "alice/me",
-        "alice/face",
-        "queued",
-    )
+    # Freeze the voice worker so the stream's first event is surely the waiting request.
+    voice_worker = stack.workers["voice"]
+    voice_worker.kill(signal.SIGSTOP)
+    resumed = False
 
-    seen = events(base, tokens["alice"], rid)
+    def resume() -> None:
+        nonlocal resumed
+        if not resumed:
+            voice_worker.kill(signal.SIGCONT)
+            resumed = True
+
+    try:
+        r = httpx.post(f"{base}/v1/renders", headers=alice, json={"text": TEXT}, timeout=30)
+        assert r.status_code == 202, r.text
+        created = r.json()
+        rid = created["id"]
+        assert r.headers["location"] == f"/v1/requests/{rid}"
+        assert (created["voice"], created["avatar"], created["state"]) == (
+            "alice/me",
+            "alice/face",
+            "queued",
+        )
+        seen = events(base, tokens["alice"], rid, on_first=resume)
+    finally:
+        resume()
+
     names = [e for e, _ in seen]
     assert names[-1] == "done" and names[:-1] == ["progress"] * (len(names) - 1)
+    first = seen[0][1]
+    assert (first["state"], first["progress"]) == ("queued", 0.0)
+    assert first["queue_position"] >= 1
+    # Events are snapshots of the record (a stage shorter than the poll may not show), and
+    # states only move forward through the pipeline.
     states = [d["state"] for _, d in seen]
-    # States only move forward through the pipeline.
     order = ["queued", "voice", "lipsync", "done"]
     assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
-    assert {"voice", "lipsync"} <= set(states) or states[0] == "done"
     final = seen[-1][1]
     assert final["video_url"] == f"/v1/requests/{rid}/video"
     assert final["progress"] == 1.0
@@ -160,7 +186,23 @@ def test_render_progress_events_then_a_valid_mp4(
     assert httpx.get(f"{base}{final['video_url']}").status_code == 401
 
 
-def test_cancel_and_retry(enrolled: tuple[str, dict[str, str]]) -> None:
+@contextmanager
+def frozen(stack: Stack, kind: str) -> Iterator[None]:
+    """Hold a worker with SIGSTOP, so requests stay queued until the block ends."""
+    stack.workers[kind].kill(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        stack.workers[kind].kill(signal.SIGCONT)
+
+
+def test_cancel_and_retry(enrolled: tuple[str, dict[str, str]], stack: Stack) -> None:
+    with frozen(stack, "voice"):
+        cancel_and_retry(enrolled)
+
+
+def cancel_and_retry(enrolled: tuple[str, dict[str, str]]) -> None:
+    """Cancel a queued render, retry it, and let an admin cancel the retry."""
     base, tokens = enrolled
     alice = headers(tokens["alice"])
     rid = httpx.post(f"{base}/v1/renders", headers=alice, json={"text": TEXT}).json()["id"]
@@ -189,29 +231,51 @@ def test_cancel_and_retry(enrolled: tuple[str, dict[str, str]]) -> None:
     wait_for_metric(base, 'jayavatar_failures_total{kind="render",reason="cancelled"} 2.0')
 
 
-def test_listing_pages_and_filters(enrolled: tuple[str, dict[str, str]]) -> None:
+def test_listing_pages_and_filters(enrolled: tuple[str, dict[str, str]], stack: Stack) -> None:
     base, tokens = enrolled
+    alice = headers(tokens["alice"])
+    with frozen(stack, "voice"):
+        made = [
+            httpx.post(f"{base}/v1/renders", headers=alice, json={"text": TEXT}).json()["id"]
+            for _ in range(2)
+        ]
+        httpx.post(f"{base}/v1/requests/{made[0]}/cancel", headers=alice)
+        listing(base, tokens, made)
+        httpx.post(f"{base}/v1/requests/{made[1]}/cancel", headers=alice)
+
+
+def listing(base: str, tokens: dict[str, str], made: list[str]) -> None:
+    """Check paging and filters, with `made` = [cancelled render, queued render], newest last."""
     alice = headers(tokens["alice"])
     everything = httpx.get(f"{base}/v1/requests", headers=alice, params={"limit": 200}).json()
     ids = [r["id"] for r in everything["items"]]
-    assert len(ids) >= 4 and len(set(ids)) == len(ids)
+    # Newest first, the two enrolments of the fixture at the end.
+    assert ids[:2] == made[::-1] and len(set(ids)) == len(ids) >= 4
     created = [r["created_at"] for r in everything["items"]]
     assert created == sorted(created, reverse=True)
+    assert {r["kind"] for r in everything["items"][-2:]} == {"voice_enroll", "avatar_enroll"}
+
     page = httpx.get(f"{base}/v1/requests", headers=alice, params={"limit": 2, "offset": 1}).json()
     assert [r["id"] for r in page["items"]] == ids[1:3]
     renders = httpx.get(f"{base}/v1/requests", headers=alice, params={"kind": "render"}).json()
-    assert renders["items"] and {r["kind"] for r in renders["items"]} == {"render"}
-    cancelled = httpx.get(
+    assert {r["kind"] for r in renders["items"]} == {"render"}
+    assert set(made) <= {r["id"] for r in renders["items"]}
+    queued = httpx.get(f"{base}/v1/requests", headers=alice, params={"state": "queued"}).json()
+    assert [r["id"] for r in queued["items"]] == [made[1]]
+    # Cancelled jobs stay in ARQ's queue until a worker skips them, so they count as ahead.
+    assert queued["items"][0]["queue_position"] >= 1
+    stopped = httpx.get(
         f"{base}/v1/requests", headers=alice, params=[("state", "cancelled"), ("state", "failed")]
     ).json()
-    assert cancelled["items"] and {r["state"] for r in cancelled["items"]} <= {
-        "cancelled",
-        "failed",
-    }
+    assert made[0] in {r["id"] for r in stopped["items"]}
+    assert {r["state"] for r in stopped["items"]} <= {"cancelled", "failed"}
+
     admin_view = httpx.get(
         f"{base}/v1/admin/requests", headers=headers(tokens["root"]), params={"user": "alice"}
     ).json()
     assert [r["id"] for r in admin_view["items"]][:3] == ids[:3]
+    bobs = httpx.get(f"{base}/v1/requests", headers=headers(tokens["bob"])).json()["items"]
+    assert all(r["user"] == "bob" for r in bobs)
 
 
 def test_sharing_follows_the_owners_consent(enrolled: tuple[str, dict[str, str]]) -> None:
