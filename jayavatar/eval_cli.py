@@ -236,8 +236,9 @@ def _result(part: str, data: dict[str, Any]) -> str:
         return f"WER {data['wer']:.2f}: {_clip(data['transcript'], 48)!r}"
     if part == "authenticity":
         lost = data["face_lost_frames"]
-        faces = "face found in every face frame" if not lost else f"face lost in {lost} frames"
-        return f"{100 * data['changed_fraction']:.3f}% of background pixels changed; {faces}"
+        faces = "no face lost" if not lost else f"face lost in {lost} frames"
+        changed, checked = data["changed_pixels"], data["checked_pixels"]
+        return f"{changed:,} of {checked:,} background pixels changed; {faces}"
     return (
         f"{data['blurry_frames']} of {data['face_frames']} frames blurry, "
         f"flicker {data['flicker_ratio']:.2f} (sharpness x{data['sharpness_ratio'] or 0:.2f})"

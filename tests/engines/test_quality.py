@@ -85,7 +85,7 @@ def test_an_honest_offline_render_is_clean(report: Callable[[str], dict[str, Any
     # The matched voice is measurably nearer the reference than the stock voice it came from.
     assert r["voice"]["similarity"] > r["voice"]["stock_similarity"] + quality.MIN_VOICE_GAIN
     assert r["intelligibility"]["wer"] <= quality.MAX_WER
-    assert r["authenticity"]["changed_fraction"] == 0.0
+    assert r["authenticity"]["changed_pixels"] == 0
     assert r["authenticity"]["checked_pixels"] > 0
     assert r["authenticity"]["face_lost_frames"] == 0
     assert r["artifacts"]["blurry_frames"] == 0
@@ -144,6 +144,7 @@ def test_a_voice_without_reference_is_not_scored(setup: dict[str, Path], tmp_pat
     assert "voice n/a" in r["summary"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # resemblyzer's scipy import path
 def test_speaker_embedding_matches_resemblyzer(setup: dict[str, Path]) -> None:
     """The numpy front end reproduces resemblyzer's own pipeline (librosa mel, VAD trim)."""
     from resemblyzer import VoiceEncoder, preprocess_wav
