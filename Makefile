@@ -11,10 +11,12 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider
 CORE_PKGS := jayavatar jobs storage bot api
 LIPSYNC_PY := engines/media.py engines/facetrack.py engines/compositing.py engines/avatar_prep.py \
 	engines/landmark.py engines/demo_assets.py engines/fit.py engines/wav2lip.py \
-	engines/wav2lip_model.py engines/wav2lip_audio.py engines/wav2lip_pipeline.py engines/s3fd.py
+	engines/wav2lip_model.py engines/wav2lip_audio.py engines/wav2lip_pipeline.py engines/s3fd.py \
+	engines/mouth_warp.py engines/quality.py engines/quality_video.py engines/quality_audio.py \
+	engines/quality_voice.py engines/quality_cases.py
 VOICE_PY := engines/piper.py engines/audio.py engines/voice_match.py engines/demo_voice.py
 
-.PHONY: demo test test-all check envs chaos bench clean-envs
+.PHONY: demo test test-all check envs chaos bench clean-envs browser
 
 envs: $(CORE)/.stamp $(foreach e,$(ENVS),.venvs/$(e)/.stamp)
 
@@ -33,7 +35,15 @@ demo: envs
 
 # One pytest run per environment; each collects only the test modules written for it.
 # Exit code 5 (no tests collected in an environment) is not a failure.
-test: envs .venvs/xtts/.stamp
+# The dashboard test drives Debian's chromium; install it where we can (root with apt-get),
+# otherwise that test skips and says why.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends chromium chromium-driver >/dev/null; } \
+		|| echo "chromium is not installed: the dashboard browser test will skip"
+
+test: envs .venvs/xtts/.stamp browser
 	$(CORE)/bin/python -m pytest $(PYTEST_FLAGS) $(ARGS) || [ $$? -eq 5 ]
 	for env in $(TEST_ENVS); do \
 		JAYAVATAR_TEST_ENV=$$env .venvs/$$env/bin/python -m pytest $(PYTEST_FLAGS) $(ARGS) \
@@ -49,6 +59,7 @@ chaos: envs
 
 bench: envs
 	$(CORE)/bin/python bench/pipeline.py
+	.venvs/lipsync/bin/python bench/quality.py --render out/bench.mp4
 
 check: envs
 	$(CORE)/bin/ruff check .

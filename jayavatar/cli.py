@@ -219,9 +219,10 @@ def _register() -> None:
     """Add the commands that live in their own modules (imported lazily by click on use)."""
     from jayavatar.api_cli import api, apikey
     from jayavatar.bot_cli import bot
+    from jayavatar.eval_cli import eval_cmd
     from jayavatar.models_cli import doctor, models
 
-    for command in (api, apikey, bot, doctor, models):
+    for command in (api, apikey, bot, doctor, eval_cmd, models):
         main.add_command(command)
 
 

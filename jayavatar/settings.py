@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     lipsync_engine: Literal["landmark", "wav2lip"] = "landmark"
     models_dir: Path = Path(".data/models")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Measure every render (sync, voice likeness, intelligibility, background) after delivery.
+    quality_report: bool = True
 
     # Limits
     max_text_chars: int = Field(1000, ge=1)

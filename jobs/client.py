@@ -50,7 +50,9 @@ class JobClient:
     async def connect(cls, settings: Settings) -> JobClient:
         """Connect to Redis; `TransientError` with a one-line message if it cannot be reached."""
         try:
-            redis = await create_pool(redis_settings(settings, conn_retries=0), retry=0)
+            redis = await create_pool(
+                redis_settings(settings, conn_retries=0, command_retries=3), retry=0
+            )
         except (RedisError, OSError, ValueError) as exc:
             raise TransientError(f"cannot reach Redis at {_safe_url(settings.redis_url)}") from exc
         return cls(settings, redis, build_storage(settings))

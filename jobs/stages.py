@@ -20,7 +20,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, one_line
+from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
 from jayavatar.settings import Settings
 from jobs.accounts import Accounts
 from jobs.completions import announce
@@ -68,7 +68,8 @@ async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         sc.storage.put_file(key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
     started = req.started_at
-    req, moved = await sc.store.update(req.id, _advance(req.epoch, "voice", "lipsync", started))
+    advance = _advance(req.epoch, "voice", "lipsync", started, sc.settings.voice_engine)
+    req, moved = await sc.store.update(req.id, advance)
     if not moved:
         # Cancelled or failed while the engine ran: the speech just stored belongs to nobody.
         if req.final:
@@ -86,6 +87,7 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         return "skipped"
     out_key = render_key(req.user, req.id)
     stats: dict[str, Any] = {}
+    rendered: Path | None = None
     if not sc.storage.exists(out_key):
         owner, name = req.avatar.split("/", 1)
         avatar_dir = _asset_dir(sc, avatar_prefix(owner, name), "avatar", req.avatar)
@@ -94,14 +96,21 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
             raise TransientError("the speech of this request is missing; redoing the voice stage")
         meta = provenance(req)
         args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta)
-        out, stats = await _run(sc, req, "render", args, "render.mp4")
+        rendered, stats = await _run(sc, req, "render", args, "render.mp4")
+        out = rendered
         if req.max_bytes and out.stat().st_size > req.max_bytes:
             out, stats["fit"] = await _fit(sc, out, req.max_bytes)
         sc.storage.put_file(out_key, out)
-        shutil.rmtree(out.parent, ignore_errors=True)
     # The speech is not needed once the render exists; drop it before announcing the result.
     sc.storage.delete_prefix(f"work/{req.id}")
+    stats["lipsync_engine"] = sc.settings.lipsync_engine
     await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
+    if sc.settings.quality_report:
+        # After the announcement, so the report never delays delivery; measured on the render
+        # before any size-fitting re-encode, which would read as changed background.
+        await _quality(sc, req, rendered or sc.storage.local_path(out_key))
+    if rendered is not None:
+        shutil.rmtree(rendered.parent, ignore_errors=True)
     return "render done"
 
 
@@ -154,6 +163,28 @@ async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[
     except BadInput as exc:
         return out, {"error": str(exc), "bytes": out.stat().st_size}
     return fitted, report
+
+
+async def _quality(sc: StageContext, req: Request, mp4: Path) -> None:
+    """Attach the quality report to a finished render; a failed report never fails the render."""
+    v_owner, v_name = req.voice.split("/", 1)
+    a_owner, a_name = req.avatar.split("/", 1)
+    args = (
+        mp4,
+        sc.storage.local_path(avatar_prefix(a_owner, a_name)),
+        sc.storage.local_path(voice_prefix(v_owner, v_name)),
+        req.text,
+        req.language,
+    )
+    try:
+        report = await sc.host.call("engines.quality:evaluate_render", args, None, None)
+    except (UserError, EngineError, TransientError) as exc:
+        log.warning("no quality report for %s: %s", req.id, exc)
+        report = {"summary": f"not measured: {one_line(exc)}", "flags": []}
+    sc.storage.put_bytes(f"renders/{req.user}/{req.id}.quality.json", json.dumps(report).encode())
+    await sc.store.update(
+        req.id, lambda r: r.changed(quality=report) if r.state == "done" else None
+    )
 
 
 def provenance(req: Request) -> dict[str, str]:
@@ -301,7 +332,7 @@ def _timing(epoch: int, name: str, seconds: float):  # type: ignore[no-untyped-d
     return apply
 
 
-def _advance(epoch: int, from_state: str, to_state: str, started: float):  # type: ignore[no-untyped-def]
+def _advance(epoch: int, from_state: str, to_state: str, started: float, engine: str):  # type: ignore[no-untyped-def]
     def apply(r: Request) -> Request | None:
         if r.epoch != epoch or r.state != from_state:
             return None
@@ -313,6 +344,7 @@ def _advance(epoch: int, from_state: str, to_state: str, started: float):  # typ
             phase="queued",
             started_at=0.0,
             timings={**r.timings, **spent},
+            result={**r.result, "voice_engine": engine},
         )
 
     return apply
@@ -325,6 +357,8 @@ async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any
         if r.epoch != req.epoch or r.state != from_state:
             return None
         spent = {f"{from_state}_stage_s": round(now - (r.started_at or now), 3)}
+        if "result" in fields:  # keep what earlier stages noted (e.g. the voice engine)
+            fields["result"] = {**r.result, **fields["result"]}
         return r.changed(
             state="done",
             running=False,

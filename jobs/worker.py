@@ -18,7 +18,7 @@ from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jayavatar.errors import EngineError, NotFound, TransientError, UserError
+from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError
 from jayavatar.settings import Settings
 from jobs import stages
 from jobs.accounts import Accounts
@@ -34,9 +34,19 @@ QueueKind = Literal["voice", "lipsync"]
 Stage = Callable[[dict[str, Any], dict[str, Any]], Awaitable[str]]
 
 
-def redis_settings(settings: Settings, conn_retries: int = 5) -> RedisSettings:
-    """Return ARQ Redis settings that retry through Redis restarts."""
-    base = RedisSettings.from_dsn(settings.redis_url)
+def redis_settings(
+    settings: Settings, conn_retries: int = 5, command_retries: int = 30
+) -> RedisSettings:
+    """Return ARQ Redis settings that retry through Redis restarts.
+
+    Workers wait out a restart (about a minute of retries); fronts pass few retries so a user
+    hears "cannot reach Redis" in a second or two instead.
+    """
+    try:
+        base = RedisSettings.from_dsn(settings.redis_url)
+    except (RuntimeError, ValueError):
+        # The URL may hold a password: name the setting, not its value.
+        raise BadInput("JAYAVATAR_REDIS_URL is not a Redis URL; use redis://host:port/db") from None
     base.conn_retries = conn_retries
     base.retry_on_timeout = True
     base.retry_on_error = [
@@ -49,7 +59,7 @@ def redis_settings(settings: Settings, conn_retries: int = 5) -> RedisSettings:
     from redis.asyncio.retry import Retry as RedisRetry
     from redis.backoff import ExponentialBackoff
 
-    base.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=30)
+    base.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=command_retries)
     return base
 
 

@@ -223,6 +223,14 @@ def delivered(stack: Stack, rid: str) -> str | None:
     return raw.decode() if raw is not None else None
 
 
+def delivered_soon(stack: Stack, rid: str, timeout_s: float = 30.0) -> str | None:
+    """Wait for the bot to record a delivery (it records right after the post succeeds)."""
+    deadline = time.monotonic() + timeout_s
+    while (how := delivered(stack, rid)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return how
+
+
 def record(stack: Stack, rid: str) -> dict[str, Any]:
     """Read a request record straight from Redis (fast enough to catch a running stage)."""
     raw = _get(stack, f"{stack.prefix}:req:{rid}")

@@ -13,7 +13,7 @@ import pytest
 from tests.bot.harness import (
     BotProcess,
     People,
-    delivered,
+    delivered_soon,
     enroll_demo_assets,
     final_reply,
     frozen,
@@ -70,7 +70,7 @@ def test_reply_in_a_server_gets_the_video_with_provenance(
     assert video[4:8] == b"ftyp"
     assert b"AI-generated" in video and user_key(people.alice).encode() in video
     assert any(content.startswith("⏳") for content, _files in reply.history)
-    assert delivered(stack, rid) == "edit"
+    assert delivered_soon(stack, rid) == "edit"
 
 
 def test_reply_follows_the_request_through_its_stages(
@@ -117,7 +117,7 @@ def test_user_install_after_token_expiry_falls_back_to_a_dm(
         fake.advance(SIXTEEN_MINUTES)
     [message] = fake.wait_for(lambda w: w.messages_with_file(f"{rid}.mp4"), "a DM", timeout=90)
     assert message.channel_id == fake.dm_channel(people.alice).id
-    assert delivered(stack, rid) == "dm"
+    assert delivered_soon(stack, rid) == "dm"
     posts_there = fake.call(lambda w: [p for p in w.posts if f"/channels/{channel.id}/" in p.path])
     assert posts_there == []  # the bot is not in that server: it does not even try
 
@@ -140,7 +140,7 @@ def test_forbidden_channel_after_token_expiry_falls_back_to_a_dm(
     finally:
         fake.call(lambda w: setattr(w.channels[channel.id], "forbidden", False))
     assert message.channel_id == fake.dm_channel(people.alice).id
-    assert delivered(stack, rid) == "dm"
+    assert delivered_soon(stack, rid) == "dm"
     statuses = token_requests(fake, interaction)
     assert statuses.count(401) == 1 and statuses[-1] == 401  # a dead token is never retried
     refused = fake.call(
@@ -162,7 +162,7 @@ def test_file_refused_as_too_large_becomes_a_clear_message(
     assert "Discord refused the" in reply.content and "`/jobs` lists it" in reply.content
     assert 413 in token_requests(fake, interaction)
     assert request_of(stack, rid).state == "done"  # the file is kept
-    assert delivered(stack, rid) == "edit-too-large"
+    assert delivered_soon(stack, rid) == "edit-too-large"
 
 
 def test_render_is_encoded_to_fit_a_small_upload_limit(

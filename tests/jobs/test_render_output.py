@@ -24,14 +24,31 @@ FPS = 25
 
 
 @pytest.fixture(scope="module")
-def rendered(stack: Any) -> dict[str, Any]:
+def qstack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A stack whose lip-sync worker writes the quality report of every render."""
+    from tests.support.stack import RedisProcess, Stack
+
+    folder = tmp_path_factory.mktemp("quality")
+    server = RedisProcess(folder / "redis")
+    server.start()
+    stack = Stack(folder, server, extra_env={"JAYAVATAR_QUALITY_REPORT": "true"})
+    try:
+        stack.start_worker("voice")
+        stack.start_worker("lipsync")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def rendered(qstack: Any) -> dict[str, Any]:
     """Enroll the demo voice and a 2 s face clip, render the script, return paths."""
     import asyncio
 
     from jobs.client import JobClient
 
     async def go() -> dict[str, Any]:
-        client = await JobClient.connect(stack.settings())
+        client = await JobClient.connect(qstack.settings())
         try:
             voice, _ = demo_inputs()
             for submit, name, path in (
@@ -43,7 +60,13 @@ def rendered(stack: Any) -> dict[str, Any]:
             req = await client.submit_render("local", TEXT, "demo", "face")
             done = await client.wait(req.id, 240)
             assert done.state == "done", done.error
+            for _ in range(600):  # the report follows the announcement
+                report = (await client.get(req.id)).quality
+                if report:
+                    break
+                await asyncio.sleep(0.1)
             return {
+                "quality": report,
                 "mp4": client.output_path(done),
                 "avatar": client.storage.local_path("avatars/local/face"),
                 "id": done.id,
@@ -52,6 +75,14 @@ def rendered(stack: Any) -> dict[str, Any]:
             await client.close()
 
     return asyncio.run(go())
+
+
+def test_every_render_gets_a_quality_report(rendered: dict[str, Any]) -> None:
+    report = rendered["quality"]
+    assert report["flags"] == [], report["summary"]
+    assert report["sync"]["lag_frames"] in (-1, 0, 1) and report["authenticity"]
+    store = rendered["mp4"].with_name(f"{rendered['id']}.quality.json")
+    assert store.is_file() and "summary" in store.read_text()
 
 
 def test_streams_durations_and_provenance(rendered: dict[str, Any]) -> None:

@@ -148,6 +148,8 @@ class Stack:
                 "JAYAVATAR_LIPSYNC_QUEUE": f"{self.prefix}:lipsync",
                 "JAYAVATAR_STUCK_AFTER_S": "6",
                 "JAYAVATAR_HEALTH_CHECK_INTERVAL_S": "1",
+                # Reports cost seconds per render; the modules that check them turn them back on.
+                "JAYAVATAR_QUALITY_REPORT": "false",
                 "PYTHONUNBUFFERED": "1",
             }
         )
