@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from jayavatar.errors import NotFound
+from jayavatar.errors import BadInput, NotFound
 from storage.keys import validate_key
 
 TMP = ".tmp"
@@ -20,7 +20,11 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp = self.root / TMP
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A data folder that is a file or read-only must read as one line, not a traceback.
+            raise BadInput(f"the storage folder {root} cannot be used: {exc.strerror}") from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / validate_key(key)).resolve()
