@@ -305,12 +305,33 @@ def table(head: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def sweep(settings: Settings, work: Path, card: str, scale: float) -> str:
+    """720p renders of 60 s audio over compositing threads and the GIL's switch interval."""
+    avatar = make_avatar(work / "sweep720p", 1280, 720, max(2.0, 10.0 * scale))
+    audio = make_audio(work / "sweep.wav", max(4.0, 60.0 * scale))
+    rows = []
+    default = sys.getswitchinterval()
+    for interval in (default, 0.0005):
+        sys.setswitchinterval(interval)
+        for workers in (2, 4, 8):
+            stats = bench_render(settings, avatar, audio, workers=workers)
+            rows.append(render_row(f"{workers} threads, switch {interval * 1000:g} ms", stats))
+            print(json.dumps(stats), flush=True)
+    sys.setswitchinterval(default)
+    head = ["render", "dtype", "batch", "frames", "end to end", "decode", "generate",
+            "composite", "encode", "GPU MiB", "RSS MiB"]  # fmt: skip
+    return f"## {card}: 720p, 10 s clip, 60 s audio\n\n{table(head, rows)}\n"
+
+
 def main() -> None:
     """Run every section and print (and save) the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small clips, for a smoke run")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--sweep", action="store_true", help="only 720p renders over compositing threads and GIL"
+    )
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -319,6 +340,12 @@ def main() -> None:
     settings = Settings(models_dir=work / "models", device="cuda" if cuda else "cpu")
     save_weights(settings.models_dir)
     scale = 0.1 if args.quick else 1.0
+    if args.sweep:
+        text = sweep(settings, work, card, scale)
+        print(text)
+        if args.out:
+            args.out.write_text(text, encoding="utf-8")
+        return
     report = [
         f"# wav2lip engine benchmark: {card}",
         "",
