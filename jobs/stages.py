@@ -104,8 +104,8 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     # The speech is not needed once the render exists; drop it before announcing the result.
     sc.storage.delete_prefix(f"work/{req.id}")
     stats["lipsync_engine"] = sc.settings.lipsync_engine
-    await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
-    if sc.settings.quality_report:
+    finished = await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
+    if sc.settings.quality_report and finished:
         # After the announcement, so the report never delays delivery; measured on the render
         # before any size-fitting re-encode, which would read as changed background.
         await _quality(sc, req, rendered or sc.storage.local_path(out_key))
@@ -350,7 +350,8 @@ def _advance(epoch: int, from_state: str, to_state: str, started: float, engine:
     return apply
 
 
-async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any) -> None:
+async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any) -> bool:
+    """Mark the request done and announce it; return whether this call did (not a replay)."""
     now = time.time()
 
     def apply(r: Request) -> Request | None:
@@ -382,6 +383,7 @@ async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any
         cleanup(sc.storage, done)
         if fields.get("output_key"):
             sc.storage.delete(fields["output_key"])
+    return changed
 
 
 async def fail(sc: StageContext, req: Request, exc: BaseException) -> None:
