@@ -54,7 +54,7 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
 
 def test_detect_returns_boxes_in_frame_pixels() -> None:
     torch.manual_seed(0)
-    frame = np.random.default_rng(0).integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    frame = np.random.default_rng(0).integers(0, 255, (400, 1280, 3), dtype=np.uint8)
     boxes = detect(S3FD().eval(), frame, torch.device("cpu"))
     assert boxes.ndim == 2 and boxes.shape[1] == 5
     assert (boxes[:, 4] > 0.5).all()
@@ -70,3 +70,25 @@ def test_loader_is_strict(tmp_path: Path) -> None:
     torch.save({"fc6.weight": torch.zeros(1)}, wrong)
     with pytest.raises(BadInput, match="not an S3FD checkpoint"):
         load_s3fd(wrong)
+
+
+def test_prepare_uses_s3fd_boxes_when_its_weights_are_present(tmp_path: Path) -> None:
+    from engines.demo_assets import make_face_clip
+    from engines.facetrack import FaceTrack
+    from engines.wav2lip import Wav2LipEngine
+    from jayavatar.settings import Settings
+
+    torch.manual_seed(0)
+    (tmp_path / "models" / "s3fd").mkdir(parents=True)
+    torch.save(S3FD().state_dict(), tmp_path / "models" / "s3fd" / "s3fd.pth")
+    settings = Settings(models_dir=tmp_path / "models", device="cpu")
+    clip = make_face_clip(tmp_path / "face.mp4", seconds=0.2, side=160)
+    meta = Wav2LipEngine(settings).prepare(clip, tmp_path / "avatar")
+    assert meta["wav2lip_boxes"] == "s3fd"
+    track = FaceTrack.load(tmp_path / "avatar" / "track.npz")
+    with np.load(tmp_path / "avatar" / "wav2lip.npz") as data:
+        boxes, source = data["boxes"], str(data["box_source"])
+    assert source == "s3fd" and boxes.shape == (len(track), 4)
+    # Boxes stay inside the frame and keep the reference's 10 px of chin room where they can.
+    assert (boxes[:, [0, 2]] <= 160).all() and (boxes[:, [1, 3]] <= 160).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
