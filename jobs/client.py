@@ -343,6 +343,7 @@ class JobClient:
         """Cancel and delete everything of a user: requests, files, assets and settings."""
         user = validate_user(user)
         counts = await self.accounts.purge_user(user)
+        purged: list[Request] = []
         while ids := await self.store.user_ids(user, 0, 500):
             for req in await self.store.get_many(ids):
                 if not req.final:
@@ -353,11 +354,33 @@ class JobClient:
                 if req.output_key:
                     self.storage.delete(req.output_key)
                 await self.store.delete(req)
+                purged.append(req)
                 counts["records"] += 1
             await self.redis.zrem(self.store.user_key(user), *ids)
         counts["files"] += self.storage.delete_prefix(f"renders/{user}")
         await self.redis.delete(self.store.user_key(user), self.store.user_active_key(user))
+        await self._forget(purged)
         return counts
+
+    async def _forget(self, purged: list[Request]) -> None:
+        """Drop what other parts keep per request: queued jobs and their results, delivery
+        marks, the bot's notes. They are keyed by request id, so a purge must find them."""
+        if not purged:
+            return
+        doomed: list[str] = []
+        for req in purged:
+            for stage in STAGE_FUNCTIONS:
+                for epoch in range(1, req.epoch + 1):
+                    job = f"{stage}:{req.id}:{epoch}"
+                    await self.redis.zrem(self.settings.voice_queue, job)
+                    await self.redis.zrem(self.settings.lipsync_queue, job)
+                    doomed += [f"arq:job:{job}", f"arq:result:{job}", f"arq:retry:{job}"]
+        rids = {req.id for req in purged}
+        async for raw in self.redis.scan_iter(match=self.settings.prefixed("*"), count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if key.rsplit(":", 1)[-1] in rids:
+                doomed.append(key)
+        await self.redis.delete(*doomed)
 
 
 @asynccontextmanager
