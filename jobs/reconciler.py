@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from jayavatar.errors import EngineError, NotFound
+from jobs.payloads import STAGE_FUNCTIONS
 from jobs.records import Request
 from jobs.stages import StageContext, _enqueue, fail
 
@@ -48,7 +49,39 @@ async def reconcile(ctx: dict[str, Any]) -> int:
             continue
         if await _unstick(sc, req, stage):
             fixed += 1
+    queue = sc.settings.lipsync_queue if mine_lipsync else sc.settings.voice_queue
+    await _drop_dead_jobs(sc, queue)
     return fixed
+
+
+async def _drop_dead_jobs(sc: StageContext, queue: str) -> int:
+    """Remove stuck jobs whose request is final, gone, or moved on to a newer epoch.
+
+    A worker killed after its stage finished but before ARQ recorded the result leaves the job
+    queued under an in-progress key for the whole function timeout (about 15 min for lip-sync).
+    Nothing waits on it, but it reads as work (queue length, health check) and its keys linger.
+    """
+    dropped = 0
+    for raw in await sc.redis.zrange(queue, 0, -1):
+        job = raw.decode() if isinstance(raw, bytes) else str(raw)
+        stage, _, rest = job.partition(":")
+        rid, _, epoch = rest.partition(":")
+        if stage not in STAGE_FUNCTIONS or not epoch.isdigit():
+            continue  # not one of ours (e.g. a cron job)
+        if not await sc.redis.exists(f"arq:in-progress:{job}"):
+            continue  # a worker will pick it up and skip it in a moment
+        try:
+            req: Request | None = await sc.store.get(rid)
+        except NotFound:
+            req = None
+        if req is not None and not req.final and req.epoch == int(epoch):
+            continue
+        await sc.redis.zrem(queue, job)
+        await sc.redis.delete(f"arq:job:{job}", f"arq:in-progress:{job}", f"arq:retry:{job}")
+        dropped += 1
+    if dropped:
+        log.warning("dropped %s stuck jobs of finished requests from %s", dropped, queue)
+    return dropped
 
 
 async def _unstick(sc: StageContext, req: Request, stage: str) -> bool:
