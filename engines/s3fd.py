@@ -182,7 +182,6 @@ def box_iou(box: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np
     return result
 
 
-@torch.inference_mode()
 def detect(model: S3FD, frame: NDArray[np.uint8], device: torch.device) -> NDArray[np.float32]:
     """Return the faces (K, 5) in an RGB frame, in that frame's pixel coordinates."""
     h, w = frame.shape[:2]
@@ -190,7 +189,8 @@ def detect(model: S3FD, frame: NDArray[np.uint8], device: torch.device) -> NDArr
     small = cv2.resize(frame, (round(w * scale), round(h * scale))) if scale < 1 else frame
     bgr = small[..., ::-1].astype(np.float32) - np.array(BGR_MEAN, np.float32)
     x = torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))[None].to(device)
-    found = decode(model(x))
+    with torch.inference_mode():
+        found = decode(model(x))
     # Greedy NMS only lets a box suppress lower-scored ones, so dropping the boxes below the
     # keep threshold first gives the same result; a frame never holds hundreds of faces.
     found = found[found[:, 4] > KEEP_SCORE]

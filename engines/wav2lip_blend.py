@@ -8,6 +8,8 @@ writes only inside it), faded out towards the edge of the generated crop.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -15,7 +17,7 @@ from numpy.typing import NDArray
 from engines.compositing import Box, Mask, blend, mouth_jaw_mask
 from engines.wav2lip_io import even_box, roi_to_rgb, write_roi
 
-U8 = NDArray[np.uint8]
+U8: TypeAlias = NDArray[np.uint8]
 #: Side of the square face crop the generator works on.
 CROP = 96
 #: Width (px) over which the blend fades out towards the edge of the generated crop.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import av
 import cv2
@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from engines import media
 
-U8 = NDArray[np.uint8]
+U8: TypeAlias = NDArray[np.uint8]
 
 
 def planes(frame: U8, width: int, height: int) -> tuple[U8, U8, U8]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import torch
@@ -28,9 +28,9 @@ from engines.wav2lip_blend import CROP, composite_i420, face_crop_i420
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
 from jayavatar.errors import EngineError, JayAvatarError
 
-U8 = NDArray[np.uint8]
+U8: TypeAlias = NDArray[np.uint8]
 #: (B, 96, 96, 3) RGB crops and their (B, 1, 80, 16) mel windows → generated RGB crops.
-GenerateFn = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
+GenerateFn: TypeAlias = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
 
 
 class Generator:
@@ -54,8 +54,9 @@ class Generator:
         self.sizes = tuple(sorted(sizes))
         model = fuse_batchnorm(model).eval()
         model = model.to(device, self.dtype)
-        # Module.to accepts memory_format at run time; torch's stubs omit it.
-        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # Module.to accepts memory_format at run time, though torch's stubs omit it.
+        to_layout = getattr(model, "to")  # noqa: B009
+        self.model: torch.nn.Module = to_layout(memory_format=torch.channels_last)
 
     def warm_up(self) -> None:
         """Run each fixed batch shape once, so autotuning happens before the first render."""
@@ -63,9 +64,13 @@ class Generator:
             crops = np.zeros((size, CROP, CROP, 3), np.uint8)
             self(crops, torch.zeros(size, 1, 80, 16, device=self.device))
 
-    @torch.inference_mode()
     def __call__(self, crops: U8, mel_windows: torch.Tensor) -> U8:
         """Return generated (B, 96, 96, 3) RGB crops for RGB crops and (B, 1, 80, 16) mels."""
+        with torch.inference_mode():
+            return self._generate(crops, mel_windows)
+
+    def _generate(self, crops: U8, mel_windows: torch.Tensor) -> U8:
+        """`__call__` without the inference-mode guard."""
         n = len(crops)
         x = torch.from_numpy(crops).to(self.device, non_blocking=True)
         mel = mel_windows.to(self.device, self.dtype)
