@@ -2,21 +2,22 @@
 
 The official model folder (`models_dir/xtts_v2`: config.json, model.pth, vocab.json) is loaded
 once per worker with coqui-tts's own classes, under `inference_mode`. Enrollment stores the
-voice's conditioning latents, so synthesis never touches the reference audio again. On CUDA the
-GPT can run in fp16 (`gpt_half`); the small HiFi-GAN vocoder, whose output is what people hear,
+voice's conditioning latents, so synthesis never touches the reference audio again.
+
+Synthesis decodes all sentences of a request together (`engines.xtts_batch`: one batch, a
+static KV cache, CUDA graphs on the GPU), then vocodes each sentence. `batch_size=0` selects
+coqui-tts's own per-sentence `generate`, the reference the fast path is tested against. On CUDA
+the GPT can run in fp16 or bf16; the small HiFi-GAN vocoder, whose output is what people hear,
 always stays in fp32.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import math
-import sys
-import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ from engines.xtts_audio import (
     with_last,
     write_wav,
 )
-from jayavatar.errors import BadInput, ModelMissing
+from engines.xtts_batch import DecodeRun, GptDecoder, Sampling
+from engines.xtts_model import gpt_dtype, load_model, model_fingerprint, pick_device
+from jayavatar.errors import BadInput
 from jayavatar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,148 +53,34 @@ REFERENCE_FILE = "xtts_reference.wav"
 MIN_SPEECH_S = 3.0
 
 
-@functools.cache
-def coqui() -> types.SimpleNamespace:
-    """Import coqui-tts's XTTS classes once, tolerating a torchaudio without its C++ ops.
-
-    PyPI's x86-64 torchaudio is a CUDA build whose compiled ops (alignment, lfilter) cannot
-    load beside a CPU-only torch. XTTS needs only torchaudio's pure-PyTorch mel and resampling
-    code, so on that failure torchaudio is imported again with the compiled part declared absent.
-    """
-    try:
-        import torchaudio
-    except (OSError, RuntimeError) as exc:  # missing CUDA libraries, or a CUDA version mismatch
-        log.info("torchaudio's compiled ops unavailable (%s); using its pure-PyTorch parts", exc)
-        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
-            del sys.modules[name]
-        sys.modules["torchaudio._extension"] = _torchaudio_without_ops()
-        import torchaudio  # noqa: F401
-
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
-    from TTS.tts.models import xtts as xtts_module
-
-    return types.SimpleNamespace(
-        Xtts=xtts_module.Xtts,
-        XttsConfig=XttsConfig,
-        VoiceBpeTokenizer=VoiceBpeTokenizer,
-        legacy_globals=xtts_module._legacy_safe_globals,
-    )
-
-
-def _torchaudio_without_ops() -> types.ModuleType:
-    """Build the stand-in for `torchaudio._extension` that says the compiled ops are absent."""
-    module = types.ModuleType("torchaudio._extension")
-
-    def fail_if_no_align(func: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(func)
-        def unavailable(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("torchaudio's compiled alignment ops are not available")
-
-        return unavailable
-
-    module._IS_TORCHAUDIO_EXT_AVAILABLE = False  # type: ignore[attr-defined]
-    module._IS_ALIGN_AVAILABLE = False  # type: ignore[attr-defined]
-    module.fail_if_no_align = fail_if_no_align  # type: ignore[attr-defined]
-    return module
-
-
-def write_random_model(model_dir: Path, vocab_file: Path, **model_args: Any) -> Path:
-    """Save a randomly initialised XTTS in the release's file layout, for tests and benchmarks.
-
-    The architecture is the release's (`XTTS_RELEASE_ARGS`) with `model_args` overriding it; the
-    text vocabulary size comes from `vocab_file`, as when coqui-tts loads real weights.
-    """
-    lib = coqui()
-    model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / "vocab.json").write_bytes(vocab_file.read_bytes())
-    config = lib.XttsConfig()
-    config.model_args = type(config.model_args)(**{**registry.XTTS_RELEASE_ARGS, **model_args})
-    for key, value in registry.XTTS_RELEASE_INFERENCE.items():
-        setattr(config, key, value)
-    model = lib.Xtts(config)
-    model.tokenizer = lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
-    model.init_models()
-    torch.save({"model": model.state_dict()}, model_dir / "model.pth")
-    config.save_json(str(model_dir / "config.json"))
-    return model_dir
-
-
-def pick_device(setting: str) -> torch.device:
-    """Resolve the configured device ("auto" takes CUDA when present)."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ModelMissing("JAYAVATAR_DEVICE=cuda but torch sees no CUDA GPU; fix: set it to auto")
-    use_cuda = setting == "cuda" or (setting == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
-def load_model(model_dir: Path, device: torch.device, gpt_half: bool = False) -> Any:
-    """Load an XTTS model folder through coqui-tts; map every failure to ModelMissing."""
-    lib = coqui()
-    fix = registry.fix_for(registry.get("xtts_v2"))
-    try:
-        json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        config = lib.XttsConfig()
-        config.load_json(str(model_dir / "config.json"))
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise ModelMissing(f"xtts_v2/config.json is unreadable ({exc}); fix: {fix}") from exc
-    try:
-        lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
-    except Exception as exc:  # the tokenizers library raises its own exception types
-        raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
-    model = lib.Xtts(config)
-    # coqui-tts rewrites old-style checkpoints in place; read them without touching the file.
-    model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
-    try:
-        model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"xtts_v2/model.pth could not be loaded ({exc}); fix: {fix}") from exc
-    model.to(device)
-    if gpt_half and device.type == "cuda":
-        model.gpt.half()
-    return model
-
-
-def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:
-    """Read the state dict of an XTTS checkpoint with weights-only unpickling."""
-    with legacy_globals():
-        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
-    state: dict[str, Any] = checkpoint["model"]
-    return state
-
-
-def model_fingerprint(model_dir: Path) -> str:
-    """Identify the weights cheaply: config, size and the ends of model.pth."""
-    digest = hashlib.sha256((model_dir / "config.json").read_bytes())
-    weights = model_dir / "model.pth"
-    size = weights.stat().st_size
-    digest.update(str(size).encode())
-    with weights.open("rb") as handle:
-        digest.update(handle.read(1 << 22))
-        handle.seek(max(0, size - (1 << 22)))
-        digest.update(handle.read(1 << 22))
-    return digest.hexdigest()[:16]
-
-
 class XttsEngine:
     """XTTS v2 voice cloning: enroll once per voice, then speak any text in it."""
 
     name = "xtts"
 
-    def __init__(self, settings: Settings, gpt_half: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        gpt_precision: str = "float32",
+        batch_size: int = 16,
+        cuda_graphs: bool = True,
+    ) -> None:
         """Load the model once for this worker; raise ModelMissing if the files are not usable.
 
-        `gpt_half` runs the GPT in fp16 on CUDA. It halves GPU memory but was slower than fp32
-        at batch 1 on an H200 (bench/results/xtts_h200.md), so fp32 is the default.
+        `gpt_precision` ("float32", "float16", "bfloat16") applies to the GPT on CUDA only.
+        `batch_size` is the most sentences decoded together; 0 uses coqui-tts's per-sentence
+        `generate` instead. `cuda_graphs` replays each decode step as one CUDA graph.
         """
         self.settings = settings
         self.model_dir = registry.require(settings.models_dir, "xtts_v2")
         self.device = pick_device(settings.device)
-        half = gpt_half and self.device.type == "cuda"
-        self.model = load_model(self.model_dir, self.device, half)
+        self.gpt_dtype = gpt_dtype(gpt_precision, self.device)
+        self.model = load_model(self.model_dir, self.device, self.gpt_dtype)
         self.fingerprint = model_fingerprint(self.model_dir)
         self.config = self.model.config
-        self.gpt_dtype = torch.float16 if half else torch.float32
+        self.batch_size = batch_size
+        self.sampling = Sampling.from_config(self.config)
+        self.decoder = GptDecoder(self.model.gpt, self.device, graphs=cuda_graphs)
 
     # --- enrollment -------------------------------------------------------------------------
 
@@ -274,10 +163,10 @@ class XttsEngine:
         return gpt_cond_latent, torch.stack(speakers).mean(dim=0)
 
     def _autocast(self) -> Any:
-        """Let fp32 tensors meet the fp16 GPT on CUDA (its null position embedding and the
-        mel inputs are fp32); a no-op on CPU and when the GPT is fp32."""
-        enabled = self.device.type == "cuda" and self.gpt_dtype == torch.float16
-        return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
+        """Let fp32 tensors meet a half-precision GPT on CUDA (its null position embedding and
+        the mel inputs are fp32); a no-op on CPU and when the GPT is fp32."""
+        enabled = self.device.type == "cuda" and self.gpt_dtype != torch.float32
+        return torch.autocast("cuda", dtype=self.gpt_dtype, enabled=enabled)
 
     def load_voice(self, voice_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """Load a voice's stored latents; raise BadInput when it was not enrolled for XTTS."""
@@ -328,24 +217,63 @@ class XttsEngine:
         cond, speaker = self.load_voice(voice_dir)
         rng = np.random.default_rng(len(text))
         pieces: list[np.ndarray] = []
-        for index, chunk in enumerate(chunks):
-            progress(index / len(chunks), "speak")
-            wav = trim_tail(self.speak(chunk, lang, cond, speaker), chunk, lang)
-            pieces.extend([wav, pause(pause_after(chunk), rng)])
+        spoken = self._speak_all(chunks, lang, cond, speaker, progress)
+        for chunk, wav in zip(chunks, spoken, strict=True):
+            pieces.extend([trim_tail(wav, chunk, lang), pause(pause_after(chunk), rng)])
         progress(1.0, "write")
         return write_wav(out_wav, np.concatenate(pieces[:-1]), rng, SAMPLE_RATE)
 
+    def _speak_all(
+        self,
+        chunks: list[str],
+        lang: str,
+        cond: torch.Tensor,
+        speaker: torch.Tensor,
+        progress: ProgressFn,
+    ) -> Iterator[np.ndarray]:
+        """Audio of each chunk in order: in batches, or one by one on the reference path."""
+        step = self.batch_size if self.batch_size > 0 else 1
+        for start in range(0, len(chunks), step):
+            progress(start / len(chunks), "speak")
+            if self.batch_size > 0:
+                yield from self.speak_batch(chunks[start : start + step], lang, cond, speaker)
+            else:
+                yield self.speak(chunks[start], lang, cond, speaker)
+
+    def speak_batch(
+        self, chunks: list[str], lang: str, cond: torch.Tensor, speaker: torch.Tensor
+    ) -> list[np.ndarray]:
+        """Generate several chunks in one batched GPT decode, then vocode each chunk."""
+        run = self._decode(chunks, lang, cond).finish()
+        return [self._vocode(run.row_latents(row), speaker) for row in range(len(chunks))]
+
+    def _decode(self, chunks: list[str], lang: str, cond: torch.Tensor) -> DecodeRun:
+        """Start the batched decode of `chunks`, each capped by its own code budget."""
+        texts = [torch.tensor(self._tokens(chunk, lang), dtype=torch.long) for chunk in chunks]
+        budgets = [self._code_budget(chunk, lang) for chunk in chunks]
+        return self.decoder.start(cond, texts, budgets, self.sampling)
+
+    def _vocode(self, latents: torch.Tensor, speaker: torch.Tensor) -> np.ndarray:
+        """One chunk's audio as float32 samples on the CPU."""
+        return np.asarray(self._wav(latents, speaker).float().cpu().numpy(), dtype=np.float32)
+
+    def _wav(self, latents: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """HiFi-GAN audio (fp32 always) from one chunk's GPT latents, shape (codes, width)."""
+        with torch.inference_mode(), torch.autocast("cuda", enabled=False):
+            wav: torch.Tensor = self.model.hifigan_decoder(latents[None].float(), g=speaker)
+        return wav.squeeze()
+
     def speak(self, chunk: str, lang: str, cond: torch.Tensor, speaker: torch.Tensor) -> np.ndarray:
-        """Generate one chunk: GPT codes (capped by text length), GPT latents, HiFi-GAN audio."""
+        """The reference path for one chunk: coqui-tts's `generate`, a second GPT pass for
+        the latents, then HiFi-GAN, as coqui-tts's own `inference` does."""
         gpt = self.model.gpt
         tokens = torch.IntTensor(self._tokens(chunk, lang)).unsqueeze(0).to(self.device)
         with torch.inference_mode(), self._autocast():
             codes = gpt.generate(
                 cond_latents=cond,
                 text_inputs=tokens,
-                do_sample=True,
                 max_new_tokens=self._code_budget(chunk, lang),
-                **self._sampling(),
+                **self.sampling.generate_kwargs(),
             )
             lengths = torch.tensor([codes.shape[-1] * gpt.code_stride_len], device=self.device)
             latents = gpt(
@@ -357,26 +285,12 @@ class XttsEngine:
                 return_attentions=False,
                 return_latent=True,
             )
-            with torch.autocast("cuda", enabled=False):  # the vocoder stays fp32
-                wav = self.model.hifigan_decoder(latents.float(), g=speaker)
-        return np.asarray(wav.squeeze().float().cpu().numpy(), dtype=np.float32)
+        return self._vocode(latents[0], speaker)
 
     def _code_budget(self, chunk: str, lang: str) -> int:
         """Most GPT codes worth generating for this text: the babble guard on the GPU side."""
         ceiling = int(self.model.gpt.max_gen_mel_tokens)
         return max(8, min(ceiling, math.ceil(max_seconds(chunk, lang) * CODES_PER_SECOND)))
-
-    def _sampling(self) -> dict[str, Any]:
-        """The release's sampling settings, read from the loaded config."""
-        cfg = self.config
-        return {
-            "temperature": float(cfg.temperature),
-            "length_penalty": float(cfg.length_penalty),
-            "repetition_penalty": float(cfg.repetition_penalty),
-            "top_k": int(cfg.top_k),
-            "top_p": float(cfg.top_p),
-            "num_beams": 1,
-        }
 
     def stream(
         self, text: str, language: str, voice_dir: Path, chunk_codes: int = 20
@@ -390,42 +304,67 @@ class XttsEngine:
         cond, speaker = self.load_voice(voice_dir)
         rng = np.random.default_rng(len(text))
         for index, chunk in enumerate(chunks):
-            yield from self._stream_chunk(chunk, lang, cond, speaker, chunk_codes)
+            if self.batch_size > 0:
+                yield from self._stream_fast(chunk, lang, cond, speaker, chunk_codes)
+            else:
+                yield from self._stream_chunk(chunk, lang, cond, speaker, chunk_codes)
             if index < len(chunks) - 1:
                 yield pause(pause_after(chunk), rng)
+
+    def _stream_fast(
+        self, chunk: str, lang: str, cond: torch.Tensor, speaker: torch.Tensor, chunk_codes: int
+    ) -> Iterator[np.ndarray]:
+        """Stream one text chunk from the fast decoder, `chunk_codes` codes at a time."""
+        run = self._decode([chunk], lang, cond)
+        fade = CrossFade(self.model)
+        done = False
+        while not done:
+            done = run.advance(chunk_codes)
+            latents = run.row_latents(0) if done else run.latents[0, : run.steps]
+            piece = fade.next(self._wav(latents, speaker), done)
+            yield trim_tail(piece, chunk, lang) if done else piece
 
     def _stream_chunk(
         self, chunk: str, lang: str, cond: torch.Tensor, speaker: torch.Tensor, chunk_codes: int
     ) -> Iterator[np.ndarray]:
-        """Stream one text chunk with coqui-tts's generator and its overlap cross-fade."""
+        """Stream one text chunk with coqui-tts's own generator (the reference path)."""
         gpt = self.model.gpt
         tokens = torch.IntTensor(self._tokens(chunk, lang)).unsqueeze(0).to(self.device)
+        fade = CrossFade(self.model)
         with torch.inference_mode(), self._autocast():
             inputs = gpt.compute_embeddings(cond, tokens)
             generator = gpt.get_generator(
                 fake_inputs=inputs,
-                do_sample=True,
                 num_return_sequences=1,
                 max_new_tokens=self._code_budget(chunk, lang),
                 output_attentions=False,
                 output_hidden_states=True,
                 return_dict_in_generate=True,
-                **self._sampling(),
+                **self.sampling.generate_kwargs(),
             )
             latents: list[torch.Tensor] = []
-            pending = 0
-            previous = overlap = None
             for done, (_, latent) in with_last(generator):
                 latents.append(latent)
-                pending += 1
-                if not done and pending < chunk_codes:
+                if not done and len(latents) % chunk_codes:
                     continue
-                stacked = torch.cat(latents, dim=0)[None, :].float()
-                with torch.autocast("cuda", enabled=False):
-                    wav = self.model.hifigan_decoder(stacked, g=speaker).squeeze()
-                piece, previous, overlap = self.model.handle_chunks(
-                    wav, previous, overlap, 1024, is_final=done
-                )
-                pending = 0
-                out = np.asarray(piece.float().cpu().numpy(), dtype=np.float32)
-                yield trim_tail(out, chunk, lang) if done else out
+                piece = fade.next(self._wav(torch.cat(latents, dim=0), speaker), done)
+                yield trim_tail(piece, chunk, lang) if done else piece
+
+
+class CrossFade:
+    """coqui-tts's streaming joint: each re-decoded chunk continues the audio already sent,
+    cross-faded over 1024 samples, so chunk edges never click."""
+
+    def __init__(self, model: Any) -> None:
+        """Start a new stream for `model` (a loaded Xtts)."""
+        self.model = model
+        self.previous: torch.Tensor | None = None
+        self.overlap: torch.Tensor | None = None
+
+    def next(self, wav: torch.Tensor, final: bool) -> np.ndarray:
+        """The new audio in `wav` (all audio of the sentence so far) as float32 samples."""
+        with torch.inference_mode():  # the cross-fade writes into the inference-mode audio
+            piece, self.previous, self.overlap = self.model.handle_chunks(
+                wav, self.previous, self.overlap, 1024, is_final=final
+            )
+        return np.asarray(piece.float().cpu().numpy(), dtype=np.float32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import wave
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from engines.text import CHAR_LIMITS, LANGUAGES
-from engines.xtts import MAX_TEXT_TOKENS, XttsEngine, write_random_model
+from engines.xtts import MAX_TEXT_TOKENS, XttsEngine
 from engines.xtts_audio import (
     COND_RATE,
     SAMPLE_RATE,
@@ -30,6 +31,7 @@ from engines.xtts_audio import (
     max_seconds,
     trim_tail,
 )
+from engines.xtts_model import write_random_model
 from jayavatar.errors import BadInput, ModelMissing
 from jayavatar.settings import Settings
 
@@ -196,21 +198,50 @@ def test_synthesize_writes_bounded_24k_wav_without_recomputing_latents(
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+@pytest.mark.parametrize("batch_size", [16, 0], ids=["fast", "reference"])
 def test_stream_yields_audio_before_generation_ends(
-    engine: XttsEngine, voice: Path, monkeypatch: pytest.MonkeyPatch
+    engine: XttsEngine, voice: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
 ) -> None:
     """The first chunk comes after `chunk_codes` GPT steps, long before the last step."""
-    steps = count_calls(monkeypatch, engine.model.gpt.gpt_inference, "forward")
+    monkeypatch.setattr(engine, "batch_size", batch_size)
+    if batch_size:  # the fast decoder: the prompt pass picks the first code, each step one more
+        steps = count_calls(monkeypatch, engine.decoder, "_step")
+    else:  # coqui-tts's generator: one forward for the prompt, then one per code
+        steps = count_calls(monkeypatch, engine.model.gpt.gpt_inference, "forward")
     stream: Iterator[np.ndarray] = engine.stream("Hi there.", "en", voice, 8)
     first = next(stream)
     steps_at_first = len(steps)
     rest = list(stream)
-    assert steps_at_first <= 8 + 1  # the prompt pass plus eight codes
+    assert 7 <= steps_at_first <= 8 + 1  # eight codes, give or take the prompt pass
     assert len(steps) > steps_at_first + 8  # random weights run to the 23-code cap
     assert len(rest) >= 2
     audio = np.concatenate([first, *rest])
     assert audio.dtype == np.float32 and np.all(np.isfinite(audio))
     assert 0.3 < len(audio) / SAMPLE_RATE <= max_seconds("Hi there.", "en") + 0.05
+
+
+def test_batched_synthesis_equals_the_reference_path(
+    engine: XttsEngine, voice: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy codes: one batched decode of three sentences writes coqui-tts's own audio."""
+    monkeypatch.setattr(engine, "sampling", replace(engine.sampling, greedy=True))
+    text = "Hello world. This is a rather longer second sentence, with a clause. Bye!"
+    _, chunks = engine.plan(text, "en")
+    assert len(chunks) == 3
+    prefills = count_calls(monkeypatch, engine.decoder, "_prefill")
+    steps = count_calls(monkeypatch, engine.decoder, "_step")
+    engine.synthesize(text, "en", voice, workdir / "batched.wav", lambda f, p: None)
+    budget = max(engine._code_budget(chunk, "en") for chunk in chunks)
+    assert len(prefills) == 1 and len(steps) == budget - 1  # all three rows in one decode
+    monkeypatch.setattr(engine, "batch_size", 0)
+    engine.synthesize(text, "en", voice, workdir / "reference.wav", lambda f, p: None)
+    assert len(prefills) == 1  # the reference path does not use the fast decoder
+    _, batched = read_wav(workdir / "batched.wav")
+    _, expected = read_wav(workdir / "reference.wav")
+    assert len(batched) == len(expected)
+    difference = np.abs(batched.astype(np.int32) - expected.astype(np.int32))
+    assert int(difference.max()) <= 4  # same codes; latents differ only by float rounding
+    assert np.std(expected) > 10
 
 
 def test_long_multilingual_text_is_planned_within_limits(engine: XttsEngine) -> None:

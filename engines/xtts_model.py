@@ -1,0 +1,157 @@
+"""Loading XTTS v2 through coqui-tts: the import shim, the release folder, random test models.
+
+Used by `engines.xtts` (the engine), its tests and the GPU benchmark; needs torch and
+coqui-tts, which only the xtts environment has.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines import models as registry
+from jayavatar.errors import ModelMissing
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def coqui() -> types.SimpleNamespace:
+    """Import coqui-tts's XTTS classes once, tolerating a torchaudio without its C++ ops.
+
+    PyPI's x86-64 torchaudio is a CUDA build whose compiled ops (alignment, lfilter) cannot
+    load beside a CPU-only torch. XTTS needs only torchaudio's pure-PyTorch mel and resampling
+    code, so on that failure torchaudio is imported again with the compiled part declared absent.
+    """
+    try:
+        import torchaudio
+    except (OSError, RuntimeError) as exc:  # missing CUDA libraries, or a CUDA version mismatch
+        log.info("torchaudio's compiled ops unavailable (%s); using its pure-PyTorch parts", exc)
+        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+            del sys.modules[name]
+        sys.modules["torchaudio._extension"] = _torchaudio_without_ops()
+        import torchaudio  # noqa: F401
+
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models import xtts as xtts_module
+
+    return types.SimpleNamespace(
+        Xtts=xtts_module.Xtts,
+        XttsConfig=XttsConfig,
+        VoiceBpeTokenizer=VoiceBpeTokenizer,
+        legacy_globals=xtts_module._legacy_safe_globals,
+    )
+
+
+def _torchaudio_without_ops() -> types.ModuleType:
+    """Build the stand-in for `torchaudio._extension` that says the compiled ops are absent."""
+    module = types.ModuleType("torchaudio._extension")
+
+    def fail_if_no_align(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("torchaudio's compiled alignment ops are not available")
+
+        return unavailable
+
+    module._IS_TORCHAUDIO_EXT_AVAILABLE = False  # type: ignore[attr-defined]
+    module._IS_ALIGN_AVAILABLE = False  # type: ignore[attr-defined]
+    module.fail_if_no_align = fail_if_no_align  # type: ignore[attr-defined]
+    return module
+
+
+def write_random_model(model_dir: Path, vocab_file: Path, **model_args: Any) -> Path:
+    """Save a randomly initialised XTTS in the release's file layout, for tests and benchmarks.
+
+    The architecture is the release's (`XTTS_RELEASE_ARGS`) with `model_args` overriding it; the
+    text vocabulary size comes from `vocab_file`, as when coqui-tts loads real weights.
+    """
+    lib = coqui()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "vocab.json").write_bytes(vocab_file.read_bytes())
+    config = lib.XttsConfig()
+    config.model_args = type(config.model_args)(**{**registry.XTTS_RELEASE_ARGS, **model_args})
+    for key, value in registry.XTTS_RELEASE_INFERENCE.items():
+        setattr(config, key, value)
+    model = lib.Xtts(config)
+    model.tokenizer = lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
+    model.init_models()
+    torch.save({"model": model.state_dict()}, model_dir / "model.pth")
+    config.save_json(str(model_dir / "config.json"))
+    return model_dir
+
+
+def pick_device(setting: str) -> torch.device:
+    """Resolve the configured device ("auto" takes CUDA when present)."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelMissing("JAYAVATAR_DEVICE=cuda but torch sees no CUDA GPU; fix: set it to auto")
+    use_cuda = setting == "cuda" or (setting == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def gpt_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Resolve the GPT's precision: half precision only on CUDA, fp32 on CPU."""
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"unknown GPT precision {name!r}; use one of {', '.join(dtypes)}")
+    return dtypes[name] if device.type == "cuda" else torch.float32
+
+
+def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
+    """Load an XTTS model folder through coqui-tts; map every failure to ModelMissing.
+
+    Only the GPT takes `dtype`; the HiFi-GAN vocoder and the speaker encoder stay fp32.
+    """
+    lib = coqui()
+    fix = registry.fix_for(registry.get("xtts_v2"))
+    try:
+        json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        config = lib.XttsConfig()
+        config.load_json(str(model_dir / "config.json"))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelMissing(f"xtts_v2/config.json is unreadable ({exc}); fix: {fix}") from exc
+    try:
+        lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
+    except Exception as exc:  # the tokenizers library raises its own exception types
+        raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
+    model = lib.Xtts(config)
+    # coqui-tts rewrites old-style checkpoints in place; read them without touching the file.
+    model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
+    try:
+        model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ModelMissing(f"xtts_v2/model.pth could not be loaded ({exc}); fix: {fix}") from exc
+    model.to(device)
+    model.gpt.to(dtype)
+    return model
+
+
+def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:
+    """Read the state dict of an XTTS checkpoint with weights-only unpickling."""
+    with legacy_globals():
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    state: dict[str, Any] = checkpoint["model"]
+    return state
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Identify the weights cheaply: config, size and the ends of model.pth."""
+    digest = hashlib.sha256((model_dir / "config.json").read_bytes())
+    weights = model_dir / "model.pth"
+    size = weights.stat().st_size
+    digest.update(str(size).encode())
+    with weights.open("rb") as handle:
+        digest.update(handle.read(1 << 22))
+        handle.seek(max(0, size - (1 << 22)))
+        digest.update(handle.read(1 << 22))
+    return digest.hexdigest()[:16]
