@@ -32,8 +32,10 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("out/bench.mp4"))
     args = parser.parse_args()
     report = run_demo(Settings(), args.output, args.text)
-    print(f"\nJayAvatar pipeline benchmark — {platform.processor() or platform.machine()}, "
-          f"{_cores()} cores, offline engines (piper + landmark)\n")
+    print(
+        f"\nJayAvatar pipeline benchmark — {platform.processor() or platform.machine()}, "
+        f"{_cores()} cores, offline engines (piper + landmark)\n"
+    )
     print("| measure | value |")
     print("|---|---|")
     for key, label in ORDER:

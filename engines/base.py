@@ -35,7 +35,7 @@ class VoiceEngine(Protocol):
     def synthesize(
         self, text: str, language: str, voice_dir: Path, out_wav: Path, progress: ProgressFn
     ) -> float:
-        """Write speech for `text` in the voice prepared in `voice_dir` to `out_wav`; return seconds.
+        """Write speech for `text` in the voice of `voice_dir` to `out_wav`; return seconds.
 
         `out_wav` is mono 16-bit PCM WAV at the engine's native rate and never holds exact
         digital silence.

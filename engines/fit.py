@@ -28,7 +28,7 @@ def fit_to_size(src: Path, dst: Path, max_bytes: int) -> dict[str, Any]:
             dst,
             info.width,
             info.height,
-            int(round(info.fps)),
+            round(info.fps),
             audio=audio,
             audio_rate=AUDIO_RATE,
             bitrate=bitrate,
