@@ -41,12 +41,12 @@ def main() -> None:
     for key, label in ORDER:
         if key in report:
             print(f"| {label} | {report[key]:.2f} s |")
-    for key in sorted(report):
-        if key.startswith("lipsync_") and key not in dict(ORDER) and isinstance(report[key], float):
-            print(f"| {key.removeprefix('lipsync_')} | {report[key]:.3f} |")
+    for key in sorted(k for k in report if k.startswith("lipsync_seconds_")):
+        print(f"| lip-sync phase: {key.removeprefix('lipsync_seconds_')} | {report[key]:.2f} s |")
     for key in sorted(k for k in report if k.endswith("_peak_rss_mib")):
         print(f"| peak RSS {key.removesuffix('_peak_rss_mib')} worker | {report[key]:.0f} MiB |")
-    print(f"| speech length | {report.get('lipsync_seconds', float('nan')):.2f} s |")
+    print(f"| speech (clip) length | {report.get('lipsync_audio_s', float('nan')):.2f} s |")
+    print(f"| frames rendered | {report.get('lipsync_frames', 0)} |")
 
 
 def _cores() -> int:

@@ -186,5 +186,11 @@ def run_demo(settings: Settings, output: Path, text: str = DEMO_TEXT) -> dict[st
     return report
 
 
-def _flat(stats: dict[str, Any]) -> dict[str, Any]:
-    return {f"lipsync_{k}": v for k, v in stats.items() if isinstance(v, int | float)}
+def _flat(stats: dict[str, Any], prefix: str = "lipsync_") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}_"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = value
+    return out
