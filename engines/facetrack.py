@@ -11,9 +11,10 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 
 from engines.base import ProgressFn, no_progress
@@ -39,6 +40,15 @@ MAX_GAP_FRAMES = 5
 LANDMARK_SIGMA = 1.0
 BOX_SIGMA = 2.0
 
+#: An RGB uint8 frame of shape (height, width, 3).
+Image: TypeAlias = npt.NDArray[np.uint8]
+#: Pixel x, y points, float32: (478, 2) for one frame, (N, 478, 2) for a clip.
+Points: TypeAlias = npt.NDArray[np.float32]
+#: One bool per frame.
+Mask: TypeAlias = npt.NDArray[np.bool_]
+#: (N, 4) int32 x1, y1, x2, y2.
+Boxes: TypeAlias = npt.NDArray[np.int32]
+
 
 @dataclass
 class FaceTrack:
@@ -47,9 +57,9 @@ class FaceTrack:
     fps: float
     width: int
     height: int
-    present: np.ndarray  # (N,) bool: a face was found (or bridged) in this frame
-    boxes: np.ndarray  # (N, 4) int32 x1, y1, x2, y2 around all landmarks; zeros when absent
-    landmarks: np.ndarray  # (N, 478, 2) float32 pixel x, y; zeros when absent
+    present: Mask  # (N,) bool: a face was found (or bridged) in this frame
+    boxes: Boxes  # (N, 4) int32 x1, y1, x2, y2 around all landmarks; zeros when absent
+    landmarks: Points  # (N, 478, 2) float32 pixel x, y; zeros when absent
 
     def __len__(self) -> int:
         return int(self.present.shape[0])
@@ -116,7 +126,7 @@ class FaceMesh:
         )
         self._roi: tuple[int, int, int] | None = None  # square crop x, y, side
 
-    def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
+    def landmarks(self, frame: Image) -> Points | None:
         """Return (478, 2) float32 pixel landmarks of the most prominent face, or None."""
         frame = np.ascontiguousarray(frame)
         found = None
@@ -131,9 +141,7 @@ class FaceMesh:
         self._roi = None if found is None else _square(_bounds(found), frame.shape, 1.7)
         return found
 
-    def _run(
-        self, mesh: Any, frame: np.ndarray, roi: tuple[int, int, int] | None
-    ) -> np.ndarray | None:
+    def _run(self, mesh: Any, frame: Image, roi: tuple[int, int, int] | None) -> Points | None:
         """Run a mesh graph on the crop `roi` (or the whole frame); landmarks in frame pixels."""
         x, y = 0, 0
         image = frame
@@ -148,7 +156,7 @@ class FaceMesh:
         xy = np.array([(p.x, p.y) for p in points], dtype=np.float32)
         return xy * np.array([w, h], np.float32) + np.array([x, y], np.float32)
 
-    def _detect(self, frame: np.ndarray) -> tuple[float, float, float, float] | None:
+    def _detect(self, frame: Image) -> tuple[float, float, float, float] | None:
         """Find the largest face with the full-range detector; (x1, y1, x2, y2) in pixels."""
         result = self._detector.process(frame)
         if not result.detections:
@@ -171,7 +179,7 @@ class FaceMesh:
         self.close()
 
 
-def _bounds(points: np.ndarray) -> tuple[float, float, float, float]:
+def _bounds(points: Points) -> tuple[float, float, float, float]:
     """(x1, y1, x2, y2) around a set of points."""
     lo, hi = points.min(axis=0), points.max(axis=0)
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
@@ -192,7 +200,7 @@ def _square(
 
 
 def track_frames(
-    frames: Iterable[np.ndarray],
+    frames: Iterable[Image],
     fps: float,
     total: int = 0,
     progress: ProgressFn = no_progress,
@@ -202,7 +210,7 @@ def track_frames(
     Frames are consumed one at a time; only the landmarks are kept. `total` (if known) scales
     the progress reports.
     """
-    raw: list[np.ndarray | None] = []
+    raw: list[Points | None] = []
     width = height = 0
     with FaceMesh(video=True) as mesh:
         for i, frame in enumerate(frames):
@@ -221,7 +229,7 @@ def track_frames(
     return FaceTrack(fps, width, height, present, boxes, landmarks)
 
 
-def segments(present: np.ndarray) -> list[tuple[int, int]]:
+def segments(present: Mask) -> list[tuple[int, int]]:
     """Return [start, stop) runs of consecutive True values."""
     padded = np.concatenate([[False], present.astype(bool), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
@@ -229,8 +237,8 @@ def segments(present: np.ndarray) -> list[tuple[int, int]]:
 
 
 def bridge_gaps(
-    present: np.ndarray, landmarks: np.ndarray, max_gap: int = MAX_GAP_FRAMES
-) -> tuple[np.ndarray, np.ndarray]:
+    present: Mask, landmarks: Points, max_gap: int = MAX_GAP_FRAMES
+) -> tuple[Mask, Points]:
     """Fill short detector dropouts between two face frames by linear interpolation.
 
     A face that blinks out for a frame or two would otherwise make the mouth freeze and jump.
@@ -250,9 +258,7 @@ def bridge_gaps(
     return present, landmarks
 
 
-def smooth_landmarks(
-    present: np.ndarray, landmarks: np.ndarray, sigma: float = LANDMARK_SIGMA
-) -> np.ndarray:
+def smooth_landmarks(present: Mask, landmarks: Points, sigma: float = LANDMARK_SIGMA) -> Points:
     """Remove detector jitter with a centred Gaussian over time, within each face run."""
     out = landmarks.copy()
     for a, b in segments(present):
@@ -262,12 +268,12 @@ def smooth_landmarks(
 
 
 def smooth_boxes(
-    present: np.ndarray,
-    landmarks: np.ndarray,
+    present: Mask,
+    landmarks: Points,
     width: int,
     height: int,
     sigma: float = BOX_SIGMA,
-) -> np.ndarray:
+) -> Boxes:
     """Return int32 boxes around each frame's landmarks, smoothed over time and clipped."""
     boxes = np.zeros((len(present), 4), np.float64)
     boxes[:, :2] = landmarks.min(axis=1)
@@ -281,12 +287,12 @@ def smooth_boxes(
     return np.round(boxes).astype(np.int32)
 
 
-def face_scale(landmarks: np.ndarray) -> float:
+def face_scale(landmarks: Points) -> float:
     """A size measure of one face: the distance between the iris centres, in pixels."""
     return float(np.linalg.norm(landmarks[IRIS_A] - landmarks[IRIS_B]))
 
 
-def lip_aperture(landmarks: np.ndarray) -> float:
+def lip_aperture(landmarks: Points) -> float:
     """Inner-lip opening (points 13 to 14) divided by the inter-ocular distance."""
     gap = float(np.linalg.norm(landmarks[INNER_UPPER_MID] - landmarks[INNER_LOWER_MID]))
     return gap / max(face_scale(landmarks), 1e-6)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import av
 import numpy as np
+import numpy.typing as npt
 
 from jayavatar.errors import BadInput, EngineError
 
@@ -31,6 +32,10 @@ OUTPUT_AUDIO_RATE = 48_000
 VBV_S = 0.5
 
 MediaKind = Literal["video", "image", "audio"]
+#: An RGB uint8 frame of shape (height, width, 3).
+Image: TypeAlias = npt.NDArray[np.uint8]
+#: Mono float32 samples.
+Audio: TypeAlias = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,7 @@ def even_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 def iter_frames(
     path: Path, *, size: tuple[int, int] | None = None, fps: float | None = None
-) -> Iterator[np.ndarray]:
+) -> Iterator[Image]:
     """Yield the video frames of `path` one at a time as RGB uint8 arrays.
 
     `size` (width, height) rescales each frame in FFmpeg. `fps` resamples to a constant frame
@@ -175,7 +180,7 @@ def quarter_turns(frame: Any) -> int:
     return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
-def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, np.ndarray]]:
+def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, Image]]:
     """Yield (seconds from the first frame, RGB frame) for each decoded frame."""
     _check_file(path)
     kwargs: dict[str, Any] = {"format": "rgb24"}
@@ -198,7 +203,7 @@ def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[fl
         # A truncated tail still leaves the frames before it usable.
 
 
-def _upright(frame: Any, kwargs: dict[str, Any]) -> np.ndarray:
+def _upright(frame: Any, kwargs: dict[str, Any]) -> Image:
     """Convert a frame to RGB at the requested display size, turned as its tag says."""
     turns = quarter_turns(frame)
     if turns == 0:
@@ -208,10 +213,10 @@ def _upright(frame: Any, kwargs: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(frame.to_ndarray(**kwargs), turns))
 
 
-def _constant_rate(frames: Iterable[tuple[float, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
+def _constant_rate(frames: Iterable[tuple[float, Image]], fps: float) -> Iterator[Image]:
     """Resample timed frames to `fps`: output k shows the last frame shown at time k / fps."""
     k = 0
-    prev: np.ndarray | None = None
+    prev: Image | None = None
     prev_t = 0.0
     step = 0.0
     for t, image in frames:
@@ -240,7 +245,7 @@ def pingpong_index(i: int, n: int) -> int:
 
 def iter_pingpong(
     path: Path, n_clip: int, n_out: int, fps: float, chunk: int = 25
-) -> Iterator[tuple[int, np.ndarray]]:
+) -> Iterator[tuple[int, Image]]:
     """Yield (clip index, frame) for `n_out` output frames, looping the clip back and forth.
 
     Forward runs decode straight through; backward runs decode `chunk` frames at a time after a
@@ -279,7 +284,7 @@ class _SeekReader:
         self.stream.thread_type = "AUTO"
         self.fps = fps
 
-    def read(self, indices: range, chunk: int) -> Iterator[np.ndarray]:
+    def read(self, indices: range, chunk: int) -> Iterator[Image]:
         """Yield the frames for a contiguous run of indices, in the run's order."""
         if indices.step > 0:
             yield from self._span(indices.start, indices.stop)
@@ -291,12 +296,12 @@ class _SeekReader:
             yield from reversed(list(self._span(a, top)))
             top = a
 
-    def _span(self, a: int, b: int) -> Iterator[np.ndarray]:
+    def _span(self, a: int, b: int) -> Iterator[Image]:
         """Decode frames a..b-1 after seeking to the keyframe at or before frame a."""
         tb = self.stream.time_base
         self.container.seek(int(a / self.fps / tb), stream=self.stream, backward=True)
         want = a
-        last: np.ndarray | None = None
+        last: Image | None = None
         for frame in self.container.decode(self.stream):
             index = round(float(frame.time or 0.0) * self.fps)
             if index < want:
@@ -312,10 +317,10 @@ class _SeekReader:
             want += 1
 
 
-def load_audio(path: Path, rate: int) -> np.ndarray:
+def load_audio(path: Path, rate: int) -> Audio:
     """Decode any audio PyAV reads into mono float32 samples at `rate` Hz."""
     _check_file(path)
-    chunks: list[np.ndarray] = []
+    chunks: list[npt.NDArray[np.generic]] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -378,7 +383,7 @@ class VideoWriter:
         height: int,
         fps: int,
         *,
-        audio: np.ndarray | None = None,
+        audio: npt.ArrayLike | None = None,
         audio_rate: int = OUTPUT_AUDIO_RATE,
         nvenc: bool = False,
         crf: int = 20,
@@ -432,7 +437,7 @@ class VideoWriter:
         stream.bit_rate = audio_bitrate
         return stream
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: Image) -> None:
         """Encode one RGB uint8 frame, then the audio up to the end of that frame."""
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self.frames
