@@ -7,9 +7,11 @@ source pixel, bit for bit. Masks live in a crop box so per-frame work stays smal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from engines.facetrack import (
     CHIN,
@@ -20,6 +22,11 @@ from engines.facetrack import (
     MOUTH_RIGHT,
     NOSE_BASE,
 )
+
+#: An RGB uint8 image (a frame or a crop of one).
+Image: TypeAlias = npt.NDArray[np.uint8]
+#: Float32 pixel points (K, 2), or a float32 weight map (H, W).
+Floats: TypeAlias = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -52,10 +59,10 @@ class Mask:
     """A soft mask: `alpha` (float32 in [0, 1], shape box.height x box.width) placed at `box`."""
 
     box: Box
-    alpha: np.ndarray
+    alpha: Floats
 
 
-def box_around(points: np.ndarray, margin: float, width: int, height: int) -> Box:
+def box_around(points: Floats, margin: float, width: int, height: int) -> Box:
     """Return the bounding box of `points` grown by `margin` pixels, clipped to the frame."""
     lo = np.floor(points.min(axis=0) - margin).astype(int)
     hi = np.ceil(points.max(axis=0) + margin).astype(int) + 1
@@ -64,7 +71,7 @@ def box_around(points: np.ndarray, margin: float, width: int, height: int) -> Bo
     )
 
 
-def mouth_jaw_polygon(landmarks: np.ndarray, chin_room: float = 0.35) -> np.ndarray:
+def mouth_jaw_polygon(landmarks: Floats, chin_room: float = 0.35) -> Floats:
     """Return the lower-face polygon (K, 2): from under the nose, around the jaw line.
 
     The part of the jaw line below the mouth is pushed out from the mouth by `chin_room`
@@ -95,7 +102,7 @@ def mouth_jaw_polygon(landmarks: np.ndarray, chin_room: float = 0.35) -> np.ndar
 
 
 def feathered_mask(
-    polygon: np.ndarray, feather: float, width: int, height: int, margin: int = 2
+    polygon: Floats, feather: float, width: int, height: int, margin: int = 2
 ) -> Mask:
     """Rasterise `polygon` into a mask that is 1 deep inside and falls to 0 at its edge.
 
@@ -105,14 +112,14 @@ def feathered_mask(
     box = box_around(polygon, margin, width, height)
     hard = np.zeros((box.height, box.width), np.uint8)
     pts = np.round((polygon - [box.x1, box.y1]) * 4).astype(np.int32)
-    cv2.fillPoly(hard, [pts], 255, lineType=cv2.LINE_8, shift=2)
+    cv2.fillPoly(hard, [pts], (255,), lineType=cv2.LINE_8, shift=2)
     inside = cv2.distanceTransform(hard, cv2.DIST_L2, 5)
     t = np.clip(inside / max(feather, 1e-3), 0.0, 1.0)
     alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no visible edge
     return Mask(box, alpha)
 
 
-def mouth_jaw_mask(landmarks: np.ndarray, width: int, height: int, chin_room: float = 0.35) -> Mask:
+def mouth_jaw_mask(landmarks: Floats, width: int, height: int, chin_room: float = 0.35) -> Mask:
     """The feathered mouth-and-jaw mask of one face.
 
     The feather is 0.3 mouth widths, but never so wide that the lips themselves fade: the
@@ -127,9 +134,7 @@ def mouth_jaw_mask(landmarks: np.ndarray, width: int, height: int, chin_room: fl
     return feathered_mask(polygon, feather, width, height)
 
 
-def match_color(
-    patch: np.ndarray, reference: np.ndarray, weight: np.ndarray | None = None
-) -> np.ndarray:
+def match_color(patch: Image, reference: Image, weight: Floats | None = None) -> Image:
     """Shift `patch`'s per-channel mean and spread to `reference`'s (same shape, uint8 RGB).
 
     `weight` (H x W in [0, 1]) restricts the statistics to the region that matters, e.g. the
@@ -147,13 +152,11 @@ def match_color(
     p_std = np.sqrt((((p - p_mean) ** 2) * w3).sum((0, 1))) + 1e-3
     r_std = np.sqrt((((r - r_mean) ** 2) * w3).sum((0, 1))) + 1e-3
     gain = np.clip(r_std / p_std, 0.5, 2.0)
-    out = (p - p_mean) * gain + r_mean
+    out: Floats = (p - p_mean) * gain + r_mean
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def blend(
-    frame: np.ndarray, patch: np.ndarray, mask: Mask, out: np.ndarray | None = None
-) -> np.ndarray:
+def blend(frame: Image, patch: Image, mask: Mask, out: Image | None = None) -> Image:
     """Blend `patch` (the box-sized crop) over `frame` through `mask`; return the result.
 
     Only pixels with alpha > 0 are written: everywhere else the result equals `frame` exactly.

@@ -10,9 +10,11 @@ mouth interior. All work happens in the mask's crop; `blend` leaves the rest unt
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from engines.compositing import Mask, blend, mouth_jaw_mask
 from engines.facetrack import (
@@ -28,6 +30,13 @@ from engines.facetrack import (
     MOUTH_RIGHT,
     NOSE_BASE,
 )
+
+#: An RGB uint8 frame (or a crop of one).
+Image: TypeAlias = npt.NDArray[np.uint8]
+#: One frame's (478, 2) float32 pixel landmarks.
+Landmarks: TypeAlias = npt.NDArray[np.float32]
+#: Geometry and per-pixel maps; float32 or float64 as numpy's promotion makes them.
+Floats: TypeAlias = npt.NDArray[np.floating[Any]]
 
 #: Widest lip gap, in mouth widths (open vowels in lively speech reach about a third).
 MAX_GAP = 0.22
@@ -55,25 +64,25 @@ class MouthPose:
 class _Geometry:
     """A face's mouth in local coordinates: u along the mouth, v down toward the chin."""
 
-    centre: np.ndarray
-    across: np.ndarray
-    down: np.ndarray
+    centre: Floats
+    across: Floats
+    down: Floats
     width: float  # mouth width, pixels
-    split_u: np.ndarray  # lower inner lip contour, sorted by u ...
-    split_v: np.ndarray  # ... and its v: where the lips part
-    jaw_u: np.ndarray  # lower face contour, sorted by u ...
-    jaw_v: np.ndarray  # ... and its v
+    split_u: Floats  # lower inner lip contour, sorted by u ...
+    split_v: Floats  # ... and its v: where the lips part
+    jaw_u: Floats  # lower face contour, sorted by u ...
+    jaw_v: Floats  # ... and its v
     inner: tuple[float, float]  # u of the inner mouth corners
     nose_v: float
     source_gap: float  # how open the clip's own mouth already is, mouth widths
 
-    def local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def local(self, points: Floats) -> tuple[Floats, Floats]:
         """(u, v) of pixel points (..., 2)."""
         d = points - self.centre
         return d @ self.across, d @ self.down
 
 
-def _geometry(lm: np.ndarray) -> _Geometry:
+def _geometry(lm: Landmarks) -> _Geometry:
     """Measure the mouth of one frame's landmarks."""
     left, right = lm[MOUTH_LEFT], lm[MOUTH_RIGHT]
     width = float(np.linalg.norm(right - left))
@@ -105,7 +114,7 @@ def _geometry(lm: np.ndarray) -> _Geometry:
     )
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
+def _smoothstep(x: Floats) -> Floats:
     """0 below 0, 1 above 1, a smooth S between."""
     t = np.clip(x, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
@@ -119,29 +128,30 @@ class _Profile:
     lower: float  # drop of the lower lip at the centre, pixels
     upper: float  # lift of the upper lip at the centre, pixels
 
-    def split(self, u: np.ndarray) -> np.ndarray:
+    def split(self, u: Floats) -> Floats:
         """v where the lips part."""
         return np.interp(u, self.geo.split_u, self.geo.split_v)
 
-    def jaw_line(self, u: np.ndarray) -> np.ndarray:
+    def jaw_line(self, u: Floats) -> Floats:
         """v of the lower face outline."""
         return np.interp(u, self.geo.jaw_u, self.geo.jaw_v)
 
-    def opening(self, u: np.ndarray) -> np.ndarray:
+    def opening(self, u: Floats) -> Floats:
         """Shape of the lip gap across the mouth: 1 in the middle, 0 at the inner corners."""
         a, b = self.geo.inner
         half = max((b - a) / 2, 1.0)
         x = (u - (a + b) / 2) / half
         return np.clip(1.0 - x * x, 0.0, 1.0) ** 0.6
 
-    def jaw(self, u: np.ndarray) -> np.ndarray:
+    def jaw(self, u: Floats) -> Floats:
         """How much of the jaw's drop a column gets: wide, fading out toward the cheeks."""
         a, b = self.geo.inner
         reach = JAW_REACH * self.geo.width / 2
         x = np.clip(np.abs(u - (a + b) / 2) / reach, 0.0, 1.0)
-        return np.cos(0.5 * np.pi * x) ** 2
+        fall: Floats = np.cos(0.5 * np.pi * x)
+        return fall**2
 
-    def drop(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def drop(self, u: Floats, v: Floats) -> Floats:
         """Forward displacement (pixels, +down) of source point (u, v)."""
         s = self.split(u)
         e = self.opening(u)
@@ -156,7 +166,7 @@ class _Profile:
 
 def _inverse_table(
     prof: _Profile, u_range: tuple[float, float], v_range: tuple[float, float]
-) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+) -> tuple[Floats, tuple[float, float, float, float]]:
     """Tabulate output v -> source v per column; returns (table[v, u], (u0, du, v0, dv))."""
     nu = 48
     u0, u1 = u_range
@@ -173,7 +183,7 @@ def _inverse_table(
     return table, (u0, (u1 - u0) / (nu - 1), v0, (v1 - v0) / (nv - 1))
 
 
-def warp_mask(lm: np.ndarray, width: int, height: int) -> Mask:
+def warp_mask(lm: Landmarks, width: int, height: int) -> Mask:
     """The feathered region `speak` may change: lower face plus room for the chin to drop."""
     geo = _geometry(lm)
     chin_dist = max(float((lm[CHIN] - geo.centre) @ geo.down), 1.0)
@@ -181,7 +191,7 @@ def warp_mask(lm: np.ndarray, width: int, height: int) -> Mask:
     return mouth_jaw_mask(lm, width, height, chin_room=room)
 
 
-def speak(frame: np.ndarray, lm: np.ndarray, pose: MouthPose) -> np.ndarray:
+def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
     """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched."""
     if pose.open < 0.02 and pose.round < 0.02:
         return frame
@@ -205,46 +215,51 @@ def speak(frame: np.ndarray, lm: np.ndarray, pose: MouthPose) -> np.ndarray:
     )
     u_src = u + _rounding(prof, u, v, pose.round)
     src = geo.centre + u_src[..., None] * geo.across + v_src[..., None] * geo.down
-    patch = cv2.remap(
-        frame,
-        src[..., 0].astype(np.float32),
-        src[..., 1].astype(np.float32),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
+    # remap keeps the source's dtype, so the patch is uint8 RGB like `frame`.
+    patch = cast(
+        Image,
+        cv2.remap(
+            frame,
+            src[..., 0].astype(np.float32),
+            src[..., 1].astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        ),
     )
     _paint_mouth(patch, frame, lm, prof, u_src, v)
     return blend(frame, patch, mask)
 
 
-def _rounding(prof: _Profile, u: np.ndarray, v: np.ndarray, amount: float) -> np.ndarray:
+def _rounding(prof: _Profile, u: Floats, v: Floats, amount: float) -> Floats:
     """Extra source u for an "oo": sampling further out draws the lips toward the centre."""
     if amount < 0.02:
         return np.zeros_like(u)
     geo = prof.geo
     mid = sum(geo.inner) / 2
     reach = JAW_REACH * geo.width / 2
-    across = np.clip(1.0 - np.abs(u - mid) / reach, 0.0, 1.0)
-    height = np.exp(-(((v - prof.split(u)) / (0.45 * geo.width)) ** 2))
+    across: Floats = np.clip(1.0 - np.abs(u - mid) / reach, 0.0, 1.0)
+    height: Floats = np.exp(-(((v - prof.split(u)) / (0.45 * geo.width)) ** 2))
     return 0.16 * amount * (u - mid) * across * height
 
 
-def _lip_colour(frame: np.ndarray, lm: np.ndarray) -> np.ndarray:
+def _lip_colour(frame: Image, lm: Landmarks) -> Floats:
     """Median RGB of the lips, sampled halfway between their outer and inner outlines."""
     outer = lm[list(LIPS_OUTER_UPPER[1:-1] + LIPS_OUTER_LOWER[1:-1])]
     inner = lm[list(LIPS_INNER_UPPER[1:-1] + LIPS_INNER_LOWER[1:-1])]
     pts = np.round((outer + inner) / 2).astype(int)
     h, w = frame.shape[:2]
     xs, ys = pts[:, 0].clip(0, w - 1), pts[:, 1].clip(0, h - 1)
-    return np.median(frame[ys, xs].astype(np.float32), axis=0)
+    colour: Floats = np.median(frame[ys, xs].astype(np.float32), axis=0)
+    return colour
 
 
 def _paint_mouth(
-    patch: np.ndarray,
-    frame: np.ndarray,
-    lm: np.ndarray,
+    patch: Image,
+    frame: Image,
+    lm: Landmarks,
     prof: _Profile,
-    u: np.ndarray,
-    v: np.ndarray,
+    u: Floats,
+    v: Floats,
 ) -> None:
     """Fill the newly opened lip gap with a shaded mouth interior (and upper teeth), in place."""
     e = prof.opening(u)
@@ -270,20 +285,20 @@ def _paint_mouth(
     colour = colour * (1 - 0.7 * tongue[..., None]) + (lip * TONGUE_TINT) * 0.7 * tongue[..., None]
     if prof.geo.source_gap < 0.06:
         colour = _add_teeth(colour, lip, prof, u, v, top, bottom)
-    a = alpha[..., None]
-    mixed = patch.astype(np.float32) * (1 - a) + colour * a
+    weight = alpha[..., None]
+    mixed = patch.astype(np.float32) * (1 - weight) + colour * weight
     patch[:] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
 
 
 def _add_teeth(
-    colour: np.ndarray,
-    lip: np.ndarray,
+    colour: Floats,
+    lip: Floats,
     prof: _Profile,
-    u: np.ndarray,
-    v: np.ndarray,
-    top: np.ndarray,
-    bottom: np.ndarray,
-) -> np.ndarray:
+    u: Floats,
+    v: Floats,
+    top: Floats,
+    bottom: Floats,
+) -> Floats:
     """Show the edge of the upper teeth under the upper lip, as a closed-mouth clip hides them."""
     geo = prof.geo
     a, b = geo.inner
@@ -294,4 +309,5 @@ def _add_teeth(
     weight = (0.85 * below_lip * across * (height > 1.0))[..., None]
     shade = (1.0 - 0.35 * x)[..., None]
     teeth = np.clip(lip.mean() * np.array([1.75, 1.70, 1.58]), 60, 225) * shade
-    return colour * (1 - weight) + teeth * weight
+    shown: Floats = colour * (1 - weight) + teeth * weight
+    return shown

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
@@ -92,7 +93,8 @@ def blur_mouth(sigma: float = 3.0) -> Mutation:
     def apply(frame: Image, lm: npt.NDArray[np.float32], i: int) -> Image:
         mask = warp_mask(lm, frame.shape[1], frame.shape[0])
         rows, cols = mask.box.slices
-        soft = cv2.GaussianBlur(frame[rows, cols], (0, 0), sigma)
+        # GaussianBlur keeps the dtype: the blurred crop is uint8 RGB like the frame.
+        soft = cast(Image, cv2.GaussianBlur(frame[rows, cols], (0, 0), sigma))
         return blend(frame, soft, mask)
 
     return apply
