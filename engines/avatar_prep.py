@@ -18,10 +18,11 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from engines.base import ProgressFn, no_progress
 from engines.facetrack import FaceMesh, FaceTrack, track_frames
@@ -38,6 +39,9 @@ POSTER_SIDE = 512
 CLIP_CRF = 16
 CLIP_PRESET = "fast"
 FILES = ("clip.mp4", "track.npz", "avatar.json", "poster.jpg")
+
+#: An RGB uint8 frame of shape (height, width, 3).
+Frame: TypeAlias = npt.NDArray[np.uint8]
 
 
 def prepare_avatar(
@@ -87,13 +91,13 @@ def _prepare(
         height, width = photo.shape[:2]
         _require_face(photo, media)
         total = round(PHOTO_CLIP_S * fps)
-        frames: Iterable[np.ndarray] = photo_motion(photo, fps, total)
+        frames: Iterable[Frame] = photo_motion(photo, fps, total)
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
         frames = _capped(iter_frames(media, size=(width, height), fps=fps), limit, media, settings)
     tmp = out_dir / "clip.tmp.mp4"
-    poster: list[np.ndarray] = []
+    poster: list[Frame] = []
     with VideoWriter(tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET) as writer:
         track = track_frames(_tee(frames, writer, poster), fps, total, progress)
     if len(track) == 0:
@@ -120,8 +124,8 @@ def _prepare(
 
 
 def _capped(
-    frames: Iterator[np.ndarray], limit: int, media: Path, settings: Settings
-) -> Iterator[np.ndarray]:
+    frames: Iterator[Frame], limit: int, media: Path, settings: Settings
+) -> Iterator[Frame]:
     """Stop a clip whose header understates its length once it passes the duration limit."""
     for i, frame in enumerate(frames):
         if i >= limit:
@@ -131,9 +135,7 @@ def _capped(
         yield frame
 
 
-def _tee(
-    frames: Iterable[np.ndarray], writer: VideoWriter, poster: list[np.ndarray]
-) -> Iterator[np.ndarray]:
+def _tee(frames: Iterable[Frame], writer: VideoWriter, poster: list[Frame]) -> Iterator[Frame]:
     """Encode each frame as it passes on to the face tracker; keep a few candidate posters."""
     for i, frame in enumerate(frames):
         writer.write(frame)
@@ -142,7 +144,7 @@ def _tee(
         yield frame
 
 
-def _poster_frame(candidates: list[np.ndarray], track: FaceTrack) -> np.ndarray:
+def _poster_frame(candidates: list[Frame], track: FaceTrack) -> Frame:
     """Pick the first kept frame that shows a face."""
     for k, frame in enumerate(candidates):
         if track.present[k * 10]:
@@ -150,7 +152,7 @@ def _poster_frame(candidates: list[np.ndarray], track: FaceTrack) -> np.ndarray:
     return candidates[0]
 
 
-def _write_poster(frame: np.ndarray, path: Path) -> None:
+def _write_poster(frame: Frame, path: Path) -> None:
     """Save a JPEG thumbnail, long side at most POSTER_SIDE."""
     h, w = frame.shape[:2]
     scale = min(1.0, POSTER_SIDE / max(h, w))
@@ -170,7 +172,7 @@ def _write_json(data: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def load_photo(path: Path, max_side: int = MAX_SIDE) -> np.ndarray:
+def load_photo(path: Path, max_side: int = MAX_SIDE) -> Frame:
     """Decode a photo upright (EXIF orientation applied): RGB uint8, even size, long side capped."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -187,7 +189,7 @@ def load_photo(path: Path, max_side: int = MAX_SIDE) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _require_face(photo: np.ndarray, media: Path) -> None:
+def _require_face(photo: Frame, media: Path) -> None:
     """Fail fast on a photo without a face, before making a clip of it."""
     with FaceMesh(video=False) as mesh:
         if mesh.landmarks(photo) is None:
@@ -196,9 +198,7 @@ def _require_face(photo: np.ndarray, media: Path) -> None:
             )
 
 
-def photo_motion(
-    photo: np.ndarray, fps: int, frames: int, overscan: float = 0.04
-) -> Iterator[np.ndarray]:
+def photo_motion(photo: Frame, fps: int, frames: int, overscan: float = 0.04) -> Iterator[Frame]:
     """Yield a clip of `photo` gently breathing and swaying: a rigid similarity per frame.
 
     Every motion is a cosine with a whole number of cycles over the clip, so velocity is zero
@@ -214,8 +214,12 @@ def photo_motion(
         dx = -0.008 * w * math.cos(phase)  # one slow sway
         dy = 0.003 * h * math.cos(2 * phase) - 0.002 * h * math.cos(phase)
         angle = 0.4 * math.cos(phase)  # degrees
-        m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+        m = cast(npt.NDArray[np.float64], cv2.getRotationMatrix2D((cx, cy), angle, scale))
         m[:, 2] += (dx, dy)
-        yield cv2.warpAffine(
-            photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
+        # warpAffine keeps the photo's dtype: the frame is uint8 RGB like `photo`.
+        yield cast(
+            Frame,
+            cv2.warpAffine(
+                photo, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
+            ),
         )

@@ -7,9 +7,11 @@ The face is NASA's portrait of astronaut Eileen Collins, bundled with scikit-ima
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from engines.avatar_prep import photo_motion
 from engines.media import VideoWriter
@@ -19,15 +21,21 @@ PORTRAIT_CROP = (80, 0, 368, 288)
 DEMO_SIDE = 512
 
 
-def astronaut_portrait(side: int = DEMO_SIDE) -> np.ndarray:
+def astronaut_portrait(side: int = DEMO_SIDE) -> npt.NDArray[np.uint8]:
     """Return the head-and-shoulders crop of the astronaut photo as side x side RGB uint8."""
     from skimage import data  # only needed to make demo assets
 
     x1, y1, x2, y2 = PORTRAIT_CROP
-    crop = np.ascontiguousarray(data.astronaut()[y1:y2, x1:x2])
+    # scikit-image ships no annotations for its sample-data loaders.
+    photo = data.astronaut()  # type: ignore[no-untyped-call]
+    crop = np.ascontiguousarray(photo[y1:y2, x1:x2])
     shrink = side < crop.shape[0]
-    return cv2.resize(
-        crop, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4
+    # resize keeps the dtype, so the portrait stays uint8 RGB.
+    return cast(
+        npt.NDArray[np.uint8],
+        cv2.resize(
+            crop, (side, side), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 
 from engines.avatar_prep import prepare_avatar
@@ -33,7 +34,9 @@ OPEN_CURVE = 1.6
 SILENCE_DB = -50.0
 
 
-def speech_cues(audio: np.ndarray, rate: int, fps: int, frames: int) -> list[MouthPose]:
+def speech_cues(
+    audio: npt.NDArray[np.floating[Any]], rate: int, fps: int, frames: int
+) -> list[MouthPose]:
     """Turn audio into one mouth pose per video frame.
 
     Loudness (dB, relative to the clip's loud parts) drives the opening. Spectral shape
@@ -71,7 +74,7 @@ def speech_cues(audio: np.ndarray, rate: int, fps: int, frames: int) -> list[Mou
     return _poses(feats)
 
 
-def _poses(feats: np.ndarray) -> list[MouthPose]:
+def _poses(feats: npt.NDArray[np.float64]) -> list[MouthPose]:
     """Map per-frame features (dB, F1 ratio, centroid, hiss, low) to smoothed poses."""
     level, f1_ratio, centroid, hiss, low = feats.T
     loud = np.percentile(level, 95)
