@@ -1,13 +1,14 @@
 """Benchmark of the wav2lip engine on a GPU with random weights: each stage and whole renders.
 
-    python bench/wav2lip_gpu.py [--quick] [--out results.md]
+    python bench/wav2lip_gpu.py [--quick] [--compare] [--out results.md]
 
 Builds synthetic prepared avatars (a portrait drifting over a textured background, with a
 synthetic face track, so no face detector is needed on the GPU machine), random generator
 weights in the official checkpoint format, and a speech-like audio track. Then it times:
 the generator alone (fp16/fp32, several batch sizes), decoding, compositing and encoding
 alone, and end-to-end renders (10 s 720p25 and 60 s 1080p25) with per-stage busy time, GPU
-memory and host RSS. Prints a Markdown report and writes it to --out.
+memory and host RSS. Prints a Markdown report and writes it to --out. `--compare` runs only
+the NumPy and torch compositing paths side by side (stages alone and renders).
 """
 
 from __future__ import annotations
@@ -23,124 +24,28 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.wav2lip_synth import FPS, make_audio, make_avatar, save_weights
 from engines import media, wav2lip_io
-from engines.facetrack import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, NOSE_BASE, FaceTrack
+from engines.facetrack import FaceTrack
 from engines.wav2lip import Wav2LipEngine, reference_boxes, tune_encoder
 from engines.wav2lip_audio import MelFrontEnd, gather_windows
 from engines.wav2lip_blend import composite_i420, face_crop_i420
+from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_io import I420Writer
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import Generator
 from jayavatar.settings import Settings
-
-FPS = 25
-NO_FACE_S = (4.0, 4.4)  # a stretch of each clip whose track says "no face" (pass-through)
-
-
-def synthetic_landmarks(cx: float, cy: float, rx: float, ry: float) -> NDArray[np.float32]:
-    """A 478-point face: the FaceMesh points the engine uses, placed on an ellipse face."""
-    points = np.tile(np.array([cx, cy], np.float32), (478, 1))
-    angles = -np.pi / 2 + 2 * np.pi * np.arange(len(FACE_OVAL)) / len(FACE_OVAL)
-    points[list(FACE_OVAL), 0] = cx + rx * np.cos(angles)
-    points[list(FACE_OVAL), 1] = cy + ry * np.sin(angles)
-    points[MOUTH_LEFT] = (cx - 0.35 * rx, cy + 0.45 * ry)
-    points[MOUTH_RIGHT] = (cx + 0.35 * rx, cy + 0.45 * ry)
-    points[NOSE_BASE] = (cx, cy + 0.2 * ry)
-    return points
-
-
-def portrait(side: int) -> NDArray[np.uint8]:
-    """The public-domain astronaut portrait if scikit-image is here, else a drawn face."""
-    try:
-        from skimage import data
-
-        photo = data.astronaut()  # type: ignore[no-untyped-call]
-        image = np.ascontiguousarray(photo[0:288, 80:368])
-        return np.asarray(cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA))
-    except ImportError:
-        face = np.full((side, side, 3), 90, np.uint8)
-        cv2.ellipse(
-            face, (side // 2, side // 2), (side // 3, side * 2 // 5), 0, 0, 360, (200, 160, 140), -1
-        )
-        return face
-
-
-def make_avatar(out: Path, width: int, height: int, seconds: float) -> Path:
-    """Write a prepared avatar (clip.mp4, track.npz, avatar.json) with a synthetic track."""
-    out.mkdir(parents=True, exist_ok=True)
-    n = round(seconds * FPS)
-    side = int(height * 0.6)
-    face = portrait(side)
-    yy, xx = np.mgrid[0:height, 0:width]
-    background = np.stack([(xx // 3) % 200, (yy // 2) % 220, ((xx + yy) // 5) % 180], -1)
-    background = background.astype(np.uint8)
-    landmarks = np.zeros((n, 478, 2), np.float32)
-    with media.VideoWriter(out / "clip.mp4", width, height, FPS, crf=16, preset="veryfast") as w:
-        for i in range(n):
-            dx = int(0.02 * width * math.sin(2 * math.pi * i / (4 * FPS)))
-            dy = int(0.01 * height * math.sin(2 * math.pi * i / (3 * FPS)))
-            x0, y0 = (width - side) // 2 + dx, (height - side) // 2 + dy
-            frame = background.copy()
-            frame[y0 : y0 + side, x0 : x0 + side] = face
-            w.write(frame)
-            landmarks[i] = synthetic_landmarks(
-                x0 + side / 2, y0 + side * 0.45, side * 0.3, side * 0.4
-            )
-    present = np.ones(n, bool)
-    present[int(NO_FACE_S[0] * FPS) : int(NO_FACE_S[1] * FPS)] = False
-    boxes = np.concatenate([landmarks.min(1), landmarks.max(1)], 1).round().astype(np.int32)
-    boxes[~present] = 0
-    FaceTrack(FPS, width, height, present, boxes, landmarks).save(out / "track.npz")
-    meta = {
-        "frames": n,
-        "fps": FPS,
-        "width": width,
-        "height": height,
-        "duration_s": n / FPS,
-        "face_frames": int(present.sum()),
-        "source": "video",
-    }
-    (out / "avatar.json").write_text(json.dumps(meta), encoding="utf-8")
-    return out
-
-
-def make_audio(path: Path, seconds: float) -> Path:
-    """Write a 16 kHz mono WAV of syllable-like bursts (never exact silence)."""
-    rate = 16000
-    t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * f * t) for f in (150, 300, 600, 1200, 2400)) / 5
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
-    noise = np.random.default_rng(0).normal(0, 0.003, t.size)
-    pcm = np.clip(0.4 * voice * envelope + noise, -1, 1)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((pcm * 32767).astype("<i2").tobytes())
-    return path
-
-
-def save_weights(models_dir: Path) -> Path:
-    """Random generator weights in the official format (DataParallel keys, state_dict)."""
-    torch.manual_seed(0)
-    path = models_dir / "wav2lip" / "wav2lip_gan.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {f"module.{k}": v for k, v in Wav2Lip().state_dict().items()}
-    torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, path)
-    return path
 
 
 class PeakRss:
@@ -248,6 +153,7 @@ def bench_stages(avatar: Path, n_out: int, workers: int, presets: list[str]) -> 
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(blend_one, range(200)))
         rows.append([f"composite, {threads} threads", f"{200 / (time.perf_counter() - t):,.0f}"])
+    rows += bench_torch_composite(faces, boxes, track, size, workers)
     width, height = size
     for preset in presets:
         with tempfile.TemporaryDirectory() as tmp:
@@ -257,10 +163,55 @@ def bench_stages(avatar: Path, n_out: int, workers: int, presets: list[str]) -> 
             with writer:
                 for k in range(300):
                     writer.write(kept[k % len(kept)][1])
-            rows.append(
-                [f"encode {writer.codec} {preset}", f"{300 / (time.perf_counter() - t):,.0f}"]
+            speed = 300 / (time.perf_counter() - t)
+            psnr, kbytes = encode_quality(Path(tmp) / "e.mp4", [f for _, f in kept], height)
+            name = (
+                f"encode {writer.codec} {preset} (luma PSNR {psnr:.2f} dB, {kbytes:.0f} kB/frame)"
             )
+            rows.append([name, f"{speed:,.0f}"])
     return rows
+
+
+def bench_torch_composite(
+    faces: list[tuple[int, NDArray[np.uint8]]],
+    boxes: NDArray[np.int32],
+    track: FaceTrack,
+    size: tuple[int, int],
+    workers: int,
+) -> list[list[Any]]:
+    """Frames/s of the torch compositor on this machine's device, 32-frame batches as rendered."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    compositor = TorchCompositor(device, size)
+    generated = np.random.default_rng(2).integers(0, 255, (32, 96, 96, 3), dtype=np.uint8)
+    picks = [faces[k % len(faces)] for k in range(32)]
+    index = [i for i, _ in picks]
+    rows = []
+    with ThreadPoolExecutor(workers) as pool:
+        for name, map_fn in (("1 thread", map), (f"masks on {workers} threads", pool.map)):
+            compositor.composite([f.copy() for _, f in picks], generated, boxes[index],
+                                 track.landmarks[index], map_fn)  # fmt: skip
+            t = time.perf_counter()
+            for _ in range(10):
+                frames = [f.copy() for _, f in picks]
+                compositor.composite(
+                    frames, generated, boxes[index], track.landmarks[index], map_fn
+                )
+            rows.append([f"composite torch ({device.type}), {name}",
+                         f"{320 / (time.perf_counter() - t):,.0f}"])  # fmt: skip
+    return rows
+
+
+def encode_quality(
+    path: Path, sources: list[NDArray[np.uint8]], height: int
+) -> tuple[float, float]:
+    """Luma PSNR (dB) of an encode of `sources` played in a loop, and its kB per frame."""
+    errors = []
+    with av.open(str(path)) as container:
+        for k, frame in enumerate(container.decode(video=0)):
+            got = frame.to_ndarray(format="yuv420p")[:height].astype(np.float32)
+            errors.append(float(np.mean((got - sources[k % len(sources)][:height]) ** 2)))
+    mse = max(float(np.mean(errors)), 1e-9)
+    return 10 * math.log10(255**2 / mse), path.stat().st_size / 1024 / max(1, len(errors))
 
 
 def bench_render(settings: Settings, avatar: Path, audio: Path, **options: Any) -> dict[str, Any]:
@@ -305,22 +256,47 @@ def table(head: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def sweep(settings: Settings, work: Path, card: str, scale: float) -> str:
-    """720p renders of 60 s audio over compositing threads and the GIL's switch interval."""
-    avatar = make_avatar(work / "sweep720p", 1280, 720, max(2.0, 10.0 * scale))
-    audio = make_audio(work / "sweep.wav", max(4.0, 60.0 * scale))
-    rows = []
-    default = sys.getswitchinterval()
-    for interval in (default, 0.0005):
-        sys.setswitchinterval(interval)
-        for workers in (2, 4, 8):
-            stats = bench_render(settings, avatar, audio, workers=workers)
-            rows.append(render_row(f"{workers} threads, switch {interval * 1000:g} ms", stats))
-            print(json.dumps(stats), flush=True)
-    sys.setswitchinterval(default)
+def compare(settings: Settings, work: Path, card: str, scale: float) -> str:
+    """The NumPy and torch compositing paths side by side: stages alone, then renders."""
+    cases = [("720p", 1280, 720, 10.0, [10.0, 60.0]), ("1080p", 1920, 1080, 60.0, [60.0])]
     head = ["render", "dtype", "batch", "frames", "end to end", "decode", "generate",
             "composite", "encode", "GPU MiB", "RSS MiB"]  # fmt: skip
-    return f"## {card}: 720p, 10 s clip, 60 s audio\n\n{table(head, rows)}\n"
+    text = [f"## {card}: NumPy vs torch compositing", ""]
+    for label, width, height, clip_s, audio_lengths in cases:
+        avatar = make_avatar(work / f"cmp{label}", width, height, max(2.0, clip_s * scale))
+        stage_rows = bench_stages(
+            avatar,
+            round(max(2.0, audio_lengths[-1] * scale) * FPS),
+            min(8, os.cpu_count() or 1),
+            ["veryfast", "superfast", "ultrafast"],
+        )
+        rows = []
+        for audio_s in audio_lengths:
+            audio = make_audio(work / f"cmp{audio_s:.0f}.wav", max(2.0, audio_s * scale))
+            configs: list[tuple[str, dict[str, Any]]] = [
+                ("numpy blend", {"blend": "numpy"}),
+                ("torch blend", {"blend": "torch"}),
+                ("torch blend, superfast", {"blend": "torch", "preset": "superfast"}),
+                ("torch blend, ultrafast", {"blend": "torch", "preset": "ultrafast"}),
+            ]
+            for name, options in configs:
+                stats = bench_render(settings, avatar, audio, **options)
+                rows.append(render_row(f"{label} {audio_s:.0f} s audio, {name}", stats))
+                print(json.dumps(stats), flush=True)
+        text += [
+            f"### {label}, {clip_s * scale:.0f} s clip",
+            "",
+            "Stages alone (frames/s):",
+            "",
+            table(["stage", "frames/s"], stage_rows),
+            "",
+            "End-to-end renders (frames/s; per stage = frames / that stage's busy time):",
+            "",
+            table(head, rows),
+            "",
+        ]
+        print("\n".join(text[-9:]), flush=True)
+    return "\n".join(text)
 
 
 def main() -> None:
@@ -330,7 +306,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
-        "--sweep", action="store_true", help="only 720p renders over compositing threads and GIL"
+        "--compare", action="store_true", help="only the NumPy and torch compositing paths"
     )
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -340,8 +316,8 @@ def main() -> None:
     settings = Settings(models_dir=work / "models", device="cuda" if cuda else "cpu")
     save_weights(settings.models_dir)
     scale = 0.1 if args.quick else 1.0
-    if args.sweep:
-        text = sweep(settings, work, card, scale)
+    if args.compare:
+        text = compare(settings, work, card, scale)
         print(text)
         if args.out:
             args.out.write_text(text, encoding="utf-8")

@@ -24,6 +24,7 @@ from engines.avatar_prep import prepare_avatar
 from engines.base import ProgressFn
 from engines.facetrack import FaceTrack, segments
 from engines.wav2lip_audio import SAMPLE_RATE, MelFrontEnd, pad_to_window, window_starts
+from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_io import I420Writer
 from engines.wav2lip_model import load_wav2lip
 from engines.wav2lip_pipeline import GenerateFn, Generator, RenderPlan, render_stream
@@ -43,6 +44,8 @@ CUDA_BATCH = 128
 CPU_BATCH = 16
 #: Frames handed between pipeline stages at a time (at most one batch).
 CHUNK = 32
+#: Compositing paths: batched torch work, or per-frame NumPy; "auto" is torch on CUDA only.
+BLENDS = ("auto", "torch", "numpy")
 
 
 def pick_device(setting: str) -> torch.device:
@@ -106,9 +109,10 @@ class Wav2LipEngine:
         preset: str = "veryfast",
         workers: int | None = None,
         chunk: int = CHUNK,
+        blend: str = "auto",
         generator: GenerateFn | None = None,
     ) -> None:
-        """Configure from `settings`; keyword options override batch, precision and encoding.
+        """Configure from `settings`; keyword options override batch, precision, blend, encoding.
 
         `generator` replaces the network (benchmarks and tests of the pipeline alone).
         """
@@ -120,6 +124,9 @@ class Wav2LipEngine:
         self.preset = preset
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.chunk = max(1, min(chunk, self.batch))
+        if blend not in BLENDS:
+            raise EngineError(f"wav2lip blend must be one of {', '.join(BLENDS)}, not {blend!r}")
+        self.blend = ("torch" if cuda else "numpy") if blend == "auto" else blend
         self.mel = MelFrontEnd(self.device)
         self._generator: GenerateFn | None = generator
         if cuda:
@@ -228,6 +235,7 @@ class Wav2LipEngine:
             "device": str(self.device),
             "dtype": "float16" if self.half else "float32",
             "batch": plan.batch,
+            "blend": self.blend,
             "encoder": writer.codec,
         }
 
@@ -261,6 +269,8 @@ class Wav2LipEngine:
             chunk=self.chunk,
         )
         plan.present = plan.present & (plan.boxes[:, 2] > plan.boxes[:, 0])
+        if self.blend == "torch":
+            plan.compositor = TorchCompositor(self.device, plan.size)
         return plan, wav48, meta
 
 

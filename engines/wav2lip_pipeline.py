@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from engines import wav2lip_io
 from engines.wav2lip_audio import gather_windows
 from engines.wav2lip_blend import CROP, composite_i420, face_crop_i420
+from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
 from jayavatar.errors import EngineError, JayAvatarError
 
@@ -127,6 +128,8 @@ class RenderPlan:
     batch: int
     workers: int = 4
     chunk: int = 32  # frames handed between stages; the generator batches several
+    #: Blends each chunk in batched torch work (GPU) instead of per frame in NumPy (CPU).
+    compositor: TorchCompositor | None = None
 
 
 @dataclass
@@ -310,21 +313,45 @@ def _composite(
     with ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="composite") as pool:
         for batch in flow.items(inbox):
             t = time.perf_counter()
-            jobs = []
-            k = 0
-            for pos, index in enumerate(batch.clip_index):
-                if not plan.present[index] or batch.generated is None:
-                    continue
-                args = (batch.frames[pos], batch.generated[k], plan.boxes[index])
-                job = pool.submit(composite_i420, *args, plan.landmarks[index], plan.size)
-                jobs.append((pos, job))
-                k += 1
-            for pos, job in jobs:
-                batch.frames[pos] = job.result()
+            if batch.generated is not None:
+                if plan.compositor is None:
+                    _composite_each(plan, batch, pool)
+                else:
+                    _composite_batch(plan, plan.compositor, batch, pool)
             batch.generated = None
             clock.add("composite", t)
             flow.put(out, batch)
     flow.put(out, None)
+
+
+def _faces(plan: RenderPlan, batch: Batch) -> list[int]:
+    """Positions in `batch` of the frames with a face (and so a generated crop), in order."""
+    return [pos for pos, index in enumerate(batch.clip_index) if plan.present[index]]
+
+
+def _composite_each(plan: RenderPlan, batch: Batch, pool: ThreadPoolExecutor) -> None:
+    """The NumPy path: one blend per frame, spread over the pool."""
+    assert batch.generated is not None
+    jobs = []
+    for k, pos in enumerate(_faces(plan, batch)):
+        index = batch.clip_index[pos]
+        args = (batch.frames[pos], batch.generated[k], plan.boxes[index])
+        jobs.append((pos, pool.submit(composite_i420, *args, plan.landmarks[index], plan.size)))
+    for pos, job in jobs:
+        batch.frames[pos] = job.result()
+
+
+def _composite_batch(
+    plan: RenderPlan, compositor: TorchCompositor, batch: Batch, pool: ThreadPoolExecutor
+) -> None:
+    """The torch path: the whole chunk in one batch; masks are computed on the pool."""
+    assert batch.generated is not None
+    positions = _faces(plan, batch)
+    indices = [batch.clip_index[pos] for pos in positions]
+    frames = [batch.frames[pos] for pos in positions]
+    compositor.composite(
+        frames, batch.generated, plan.boxes[indices], plan.landmarks[indices], pool.map
+    )
 
 
 def _encode(

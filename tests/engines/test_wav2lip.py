@@ -27,6 +27,7 @@ from engines.demo_assets import astronaut_portrait
 from engines.facetrack import FaceTrack
 from engines.wav2lip import PADS, Wav2LipEngine
 from engines.wav2lip_blend import blend_mask
+from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import render_stream
 from jayavatar.errors import ModelMissing
@@ -166,10 +167,17 @@ def test_render_writes_an_mp4_as_long_as_the_audio(
     assert not list(work.glob("*.tmp.mp4"))
 
 
+@pytest.mark.parametrize("blend", ["numpy", "torch"])
 def test_outside_the_mask_frames_are_the_source_bit_for_bit(
-    engine: Wav2LipEngine, avatar: Path, work: Path, source_frames: list[NDArray[np.uint8]]
+    engine: Wav2LipEngine,
+    avatar: Path,
+    work: Path,
+    source_frames: list[NDArray[np.uint8]],
+    blend: str,
 ) -> None:
     plan, _, _ = engine.plan(avatar, work / "speech.wav")
+    # The torch path runs on the CPU here, as the same code runs on CUDA.
+    plan.compositor = TorchCompositor(torch.device("cpu"), plan.size) if blend == "torch" else None
     sink = Recorder()
     render_stream(plan, engine.load(), sink, lambda n: None)
     assert len(sink.frames) == plan.n_out

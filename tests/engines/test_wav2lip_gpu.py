@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from bench.wav2lip_gpu import make_audio, make_avatar, save_weights
+from bench.wav2lip_synth import make_audio, make_avatar, save_weights
 from engines import media
 from engines.wav2lip import CUDA_BATCH, Wav2LipEngine
 from engines.wav2lip_audio import MelFrontEnd, gather_windows
+from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import Generator
 from jayavatar.settings import Settings
+from tests.engines.test_wav2lip_gpu_blend import H, W, faces, inside_mask, textured_i420
 
 pytestmark = [pytest.mark.env("lipsync"), pytest.mark.gpu]
 
@@ -43,8 +45,23 @@ def test_render_runs_in_fp16_batches_on_cuda(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     stats = engine.render(avatar, audio, out, lambda f, p: None, {"comment": "gpu test"})
     assert stats["device"].startswith("cuda") and stats["dtype"] == "float16"
-    assert stats["batch"] == CUDA_BATCH >= 128
+    assert stats["batch"] == CUDA_BATCH >= 128 and stats["blend"] == "torch"
     info = media.probe(out)
     assert (info.width, info.height) == (640, 360)
     assert info.frames == stats["frames"] == 175
     assert 0 < stats["face_frames"] < stats["frames"]  # the track's no-face stretch passed through
+
+
+def test_the_compositor_on_cuda_matches_it_on_the_cpu() -> None:
+    boxes, landmarks, generated = faces(5)
+    source = [textured_i420(k) for k in range(5)]
+    on_cpu = [f.copy() for f in source]
+    on_gpu = [f.copy() for f in source]
+    TorchCompositor(torch.device("cpu"), (W, H)).composite(on_cpu, generated, boxes, landmarks)
+    TorchCompositor(torch.device("cuda"), (W, H)).composite(on_gpu, generated, boxes, landmarks)
+    for k in range(5):
+        inside = inside_mask(boxes[k], landmarks[k])
+        got, src = on_gpu[k].reshape(-1), source[k].reshape(-1)
+        assert np.array_equal(got[~inside], src[~inside])
+        assert (got[inside] != src[inside]).mean() > 0.5
+        assert np.abs(on_gpu[k].astype(np.int16) - on_cpu[k]).max() <= 1
