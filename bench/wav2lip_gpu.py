@@ -276,7 +276,6 @@ def compare(settings: Settings, work: Path, card: str, scale: float) -> str:
             configs: list[tuple[str, dict[str, Any]]] = [
                 ("numpy blend", {"blend": "numpy"}),
                 ("torch blend", {"blend": "torch"}),
-                ("torch blend, superfast", {"blend": "torch", "preset": "superfast"}),
                 ("torch blend, ultrafast", {"blend": "torch", "preset": "ultrafast"}),
             ]
             for name, options in configs:
