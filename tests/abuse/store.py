@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,23 @@ def one_line(message: str) -> bool:
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def changed_keys(before: Snapshot, after: Snapshot) -> list[str]:
+    """Return the Redis keys and files that differ between two snapshots (for failure messages)."""
+    keys = set(before[0]) | set(after[0])
+    out = sorted(k for k in keys if before[0].get(k) != after[0].get(k))
+    return out + sorted(set(before[1]) ^ set(after[1]))
+
+
+def settled(take: Callable[[], Snapshot]) -> Snapshot:
+    """Return a snapshot once two in a row agree: a bot finishes its own bookkeeping (reply
+    ids, acknowledged deliveries) a moment after the user sees its answer."""
+    last = take()
+    for _ in range(50):
+        time.sleep(0.2)
+        now = take()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the store never settled")

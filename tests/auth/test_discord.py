@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.abuse.store import Snapshot, snapshot
+from tests.abuse.store import Snapshot, settled, snapshot
 from tests.auth.test_purge import traces
 from tests.bot.harness import (
     BotProcess,
@@ -161,7 +161,7 @@ def test_refused_and_nothing_changes(
     act: Act,
     words: str,
 ) -> None:
-    before = store(stack)
+    before = settled(lambda: store(stack))
     answer = notice(fake, act(fake, people, alices_request)).content
     assert words in answer and "\n" not in answer, answer
     assert store(stack) == before
@@ -173,7 +173,7 @@ def test_a_denied_user_cannot_say(
     channel = fake.channel_of(people.home)
     admin = notice(fake, fake.slash(people.admin, "admin deny", channel, user=people.bob))
     assert admin.content.endswith("may no longer render.")
-    before = store(stack)
+    before = settled(lambda: store(stack))
     refused = notice(fake, fake.slash(people.bob, "say", channel, text="let me", voice="x"))
     assert refused.content == "⚠️ you are not allowed to render; ask an admin"
     assert store(stack) == before
