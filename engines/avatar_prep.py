@@ -80,6 +80,10 @@ def _validate(media: Path, settings: Settings) -> MediaInfo:
     return info
 
 
+#: Share of the promised frames below which a video counts as cut off.
+TRUNCATED_SHARE = 0.9
+
+
 def _prepare(
     media: Path, info: MediaInfo, out_dir: Path, settings: Settings, progress: ProgressFn
 ) -> dict[str, Any]:
@@ -102,6 +106,12 @@ def _prepare(
         track = track_frames(_tee(frames, writer, poster), fps, total, progress)
     if len(track) == 0:
         raise BadInput(f"{media.name} holds no decodable video frame")
+    if info.kind != "image" and len(track) < TRUNCATED_SHARE * total and total - len(track) > fps:
+        # The header promises more than the file holds: a cut upload, not a short clip.
+        raise BadInput(
+            f"{media.name} is truncated: its header says {info.duration_s:.1f} s but only "
+            f"{len(track) / fps:.1f} s of video could be read"
+        )
     if track.face_frames == 0:
         raise BadInput(
             f"no face found in {media.name}; use a clip where the face is clearly visible"

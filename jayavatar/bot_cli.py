@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from jayavatar.errors import UserError
 from jayavatar.settings import Settings
 
 
@@ -20,11 +21,25 @@ def bot(settings: Settings, check: bool) -> None:
         sys.exit(0 if alive(settings) else 1)
     from bot.app import run
 
+    # The service log goes to stdout; stderr carries only the one-line error a person must read.
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
     )
     logging.getLogger("discord.gateway").setLevel(logging.INFO)
-    asyncio.run(run(settings))
+    # The bot never joins voice channels, so the missing voice libraries are not news.
+    logging.getLogger("discord.client").addFilter(
+        lambda record: "voice will NOT be supported" not in record.getMessage()
+    )
+    import discord
+
+    try:
+        asyncio.run(run(settings))
+    except discord.LoginFailure:
+        raise UserError(
+            "Discord refused the bot token; set a valid JAYAVATAR_DISCORD_TOKEN"
+        ) from None
 
 
 def alive(settings: Settings) -> bool:

@@ -280,6 +280,8 @@ class Accounts:
         counts["files"] += self.storage.delete_prefix(f"renders/{validate_user(user)}")
         async for key in self.redis.scan_iter(match=self._k("usage", user, "*")):
             await self.redis.delete(key)
+        counts["api_keys"] = await self._drop_api_keys(user)
+        await self.redis.srem(self._k("admins"), user)
         for suffix in (
             ("profile", user),
             ("quota", user),
@@ -288,6 +290,21 @@ class Accounts:
         ):
             await self.redis.delete(self._k(*suffix))
         return counts
+
+    async def _drop_api_keys(self, user: str) -> int:
+        """Delete a user's API keys; return how many.
+
+        The keys are hashes at `<prefix>:apikey:<id>`, indexed in `<prefix>:apikeys`. Keys are
+        identity data: a purged user must not keep a working credential.
+        """
+        dropped = 0
+        for key_id in [_s(k) for k in await self.redis.smembers(self._k("apikeys"))]:
+            owner = await self.redis.hget(self._k("apikey", key_id), "user")
+            if owner is not None and _s(owner) == user:
+                await self.redis.delete(self._k("apikey", key_id))
+                await self.redis.srem(self._k("apikeys"), key_id)
+                dropped += 1
+        return dropped
 
 
 def _s(value: object) -> str:

@@ -97,10 +97,6 @@ def fake() -> Iterator[FakeDiscord]:
     server.stop()
 
 
-@pytest.mark.xfail(
-    reason="bot: a token Discord refuses ends in a LoginFailure traceback, not one line",
-    strict=True,
-)
 def test_a_refused_token_is_one_line_and_never_logged(fake: FakeDiscord) -> None:
     env = {k.removeprefix("JAYAVATAR_"): v for k, v in fake.bot_env().items()}
     env.update(DISCORD_TOKEN=TOKEN, REDIS_URL="redis://127.0.0.1:6379/15")

@@ -117,11 +117,6 @@ async def test_purge_leaves_no_trace_and_spares_others(jc: JobClient, tmp_path: 
     assert jc.storage.exists(f"voices/{STAYS}/me/meta.json")
 
 
-@pytest.mark.xfail(
-    reason="api: purge leaves the user's API key records (<prefix>:apikey:<id>), and the key "
-    "still authenticates",
-    strict=True,
-)
 async def test_purge_removes_the_users_api_keys(jc: JobClient) -> None:
     keys = ApiKeys(jc.redis, jc.settings, jc.accounts)
     token, _key = await keys.create(GONE)
