@@ -67,9 +67,11 @@ class XttsEngine:
     ) -> None:
         """Load the model once for this worker; raise ModelMissing if the files are not usable.
 
-        `gpt_precision` ("float32", "float16", "bfloat16") applies to the GPT on CUDA only.
-        `batch_size` is the most sentences decoded together; 0 uses coqui-tts's per-sentence
-        `generate` instead. `cuda_graphs` replays each decode step as one CUDA graph.
+        `gpt_precision` ("float32", "float16", "bfloat16") applies to the GPT on CUDA only;
+        fp32 keeps coqui-tts's exact codes, fp16 was faster still on an H200 with audio 74 dB
+        from fp32's on the same codes (bench/results/xtts_h200.md). `batch_size` is the most
+        sentences decoded together; 0 uses coqui-tts's per-sentence `generate` instead.
+        `cuda_graphs` replays each decode step as one CUDA graph.
         """
         self.settings = settings
         self.model_dir = registry.require(settings.models_dir, "xtts_v2")

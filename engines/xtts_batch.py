@@ -15,6 +15,7 @@ coqui-tts's streaming path uses), so no second GPT pass is run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ LENGTH_STEP = 128  # cache lengths are rounded up to this, so captured graphs ge
 CHECK_EVERY = 8  # decode steps between checks (each a GPU sync) whether every row has stopped
 KEEP_SHAPES = 2  # (batch, length) shapes kept with their cache and graph; older ones are freed
 PLACEHOLDER_CODE = 1  # coqui-tts's placeholder prompt ids, which its repetition penalty counts
+# Attention kernels for masked attention. PyTorch may pick cuDNN's for fp16/bf16 on Hopper, which
+# builds a plan for every new shape (hundreds of ms); every request's prompt has a new length.
+ATTENTION = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ class _State:
         self.hidden = torch.zeros(batch, dim, dtype=dtype, device=device)
         self.logits = torch.zeros(batch, int(gpt.num_audio_tokens), dtype=dtype, device=device)
         self.graph: Any = None  # a torch.cuda.CUDAGraph once captured
-        self.owner: DecodeRun | None = None  # the one run these buffers now belong to
+        self.runs = 0  # runs started on these buffers; only the latest may advance
 
     def reset(self, valid: torch.Tensor) -> None:
         """Point the next step just past a prefix whose real (unpadded) slots are `valid`."""
@@ -135,6 +140,7 @@ class GptDecoder:
         self.dtype = gpt.mel_embedding.weight.dtype
         self.device = device
         self.graphs = graphs and device.type == "cuda"
+        self.attention: list[SDPBackend] | None = ATTENTION  # None: PyTorch's own choice
         self._states: OrderedDict[tuple[int, int], _State] = OrderedDict()
 
     def start(
@@ -196,8 +202,9 @@ class GptDecoder:
         itself = torch.eye(width, dtype=torch.bool, device=self.device)
         mask = ((causal & state.valid[:, None, :width]) | itself)[:, None]
         hidden = prefix
-        for layer, block in enumerate(self.blocks):
-            hidden = self._block(block, state.cache[layer], hidden, mask, None)
+        with self._kernels():
+            for layer, block in enumerate(self.blocks):
+                hidden = self._block(block, state.cache[layer], hidden, mask, None)
         self._head(state, hidden[:, -1])
 
     def _step(self, state: _State) -> None:
@@ -206,11 +213,16 @@ class GptDecoder:
         hidden = gpt.mel_embedding(state.token) + gpt.mel_pos_embedding.emb(state.position)
         state.valid.index_fill_(1, state.slot, True)
         mask = state.valid[:, None, None, :]
-        for layer, block in enumerate(self.blocks):
-            hidden = self._block(block, state.cache[layer], hidden, mask, state.slot)
+        with self._kernels():
+            for layer, block in enumerate(self.blocks):
+                hidden = self._block(block, state.cache[layer], hidden, mask, state.slot)
         self._head(state, hidden[:, -1])
         state.slot.add_(1)
         state.position.add_(1)
+
+    def _kernels(self) -> contextlib.AbstractContextManager[Any]:
+        """Restrict attention to `self.attention`'s kernels (see ATTENTION)."""
+        return sdpa_kernel(self.attention) if self.attention else contextlib.nullcontext()
 
     def _block(
         self,
@@ -304,11 +316,12 @@ class DecodeRun:
         self.seen[:, [PLACEHOLDER_CODE, int(gpt.start_audio_token)]] = True
         self.done = torch.zeros(batch, dtype=torch.bool, device=device)
         self.finished = False
-        state.owner = self
+        state.runs += 1
+        self.ticket = state.runs  # a number, not a reference: no cycle keeps the cache alive
 
     def advance(self, steps: int) -> bool:
         """Decode up to `steps` more codes in every row; return whether all rows have stopped."""
-        if self.state.owner is not self:
+        if self.state.runs != self.ticket:
             raise RuntimeError("a newer decode of the same shape took over this one's buffers")
         with torch.inference_mode():
             self._advance(min(self.limit, self.steps + steps))
