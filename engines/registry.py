@@ -21,7 +21,9 @@ def build_voice_engine(settings: Settings) -> VoiceEngine:
     if name == "xtts":
         from engines.xtts import XttsEngine
 
-        return XttsEngine(settings)
+        return XttsEngine(
+            settings, gpt_precision=settings.xtts_precision, batch_size=settings.xtts_batch
+        )
     raise BadInput(f"unknown voice engine {name!r}")
 
 

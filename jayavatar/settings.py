@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     lipsync_engine: Literal["landmark", "wav2lip"] = "landmark"
     models_dir: Path = Path(".data/models")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # XTTS: GPT precision on CUDA (float32 keeps coqui-tts's exact codes) and how many
+    # sentences decode together (0 = one at a time, coqui-tts's own path).
+    xtts_precision: Literal["float32", "float16", "bfloat16"] = "float32"
+    xtts_batch: int = Field(16, ge=0, le=64)
     # Measure every render (sync, voice likeness, intelligibility, background) after delivery.
     quality_report: bool = True
 
