@@ -140,6 +140,12 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
         source = sc.storage.local_path(req.upload_key)
         method = "enroll" if kind == "voice" else "prepare"
         out, meta = await _run(sc, req, method, (source, "{out}/asset"), "asset")
+        current = await sc.store.get(req.id)
+        if current.final or current.epoch != req.epoch:
+            # Cancelled while the engine ran: publishing now would enroll (or replace) an asset
+            # the user was told is not coming.
+            shutil.rmtree(out.parent, ignore_errors=True)
+            return "abandoned"
         (out / "request_id").write_text(req.id)
         (out / "meta.json").write_text(json.dumps(meta))
         sc.storage.publish_dir(prefix, out)

@@ -67,6 +67,11 @@ class CancellingHost:
         self.rid = ""
 
     async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
+        if target == "enroll":  # a voice: (sample, output folder)
+            Path(args[1]).mkdir(parents=True)
+            (Path(args[1]) / "voice.json").write_text("{}")
+            await self.client.cancel(self.rid, "alice")
+            return {"seconds": 6.0}
         if target not in ("synthesize", "render"):
             return {"summary": "measured", "flags": []}  # e.g. the quality report
         out = args[3] if target == "synthesize" else args[2]
@@ -133,3 +138,18 @@ async def test_render_of_a_request_cancelled_mid_render_is_dropped(
     await stages.lipsync_stage({"stage": context}, {"request_id": req.id, "epoch": req.epoch})
     assert (await client.get(req.id)).state == "cancelled"
     assert client.storage.list("renders") == [] and client.storage.list("work") == []
+
+
+async def test_a_voice_cancelled_mid_enrollment_is_not_enrolled(
+    staged: tuple[JobClient, Any], tmp_path: Path
+) -> None:
+    client, context = staged
+    sample = tmp_path / "s.wav"
+    sample.write_bytes(b"RIFF" + b"\0" * 64)
+    req = await client.submit_voice_enroll("alice", "late", sample)
+    context.host.rid = req.id
+    payload = {"request_id": req.id, "epoch": req.epoch}
+    assert await stages.enroll_voice_stage({"stage": context}, payload) == "abandoned"
+    assert (await client.get(req.id)).state == "cancelled"
+    assert await client.accounts.get_asset("voice", "alice", "late") is None
+    assert client.storage.list("voices/alice/late") == [] and client.storage.list("uploads") == []
