@@ -163,8 +163,11 @@ class Cluster:
 
     # -- supervision ---------------------------------------------------------------------------
 
-    def client(self) -> redis.Redis:
-        """Return a short-timeout Redis client on the stack's server."""
+    def client(self) -> Any:
+        """Return a short-timeout Redis client on the stack's server.
+
+        Typed `Any`: redis-py types its sync commands as `Awaitable[T] | T`.
+        """
         return redis.Redis.from_url(
             self.stack.redis.url, socket_timeout=2, socket_connect_timeout=1
         )

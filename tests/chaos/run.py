@@ -146,6 +146,7 @@ def bot_env(stack: Stack, fake: FakeDiscord, places: Places) -> dict[str, str]:
 
 def enroll(stack: Stack, places: Places) -> None:
     """Enroll the owner's voice and avatar, share them with the friend, make them defaults."""
+    from jobs.accounts import AssetKind
     from jobs.client import JobClient
 
     voice, _photo = demo_inputs()
@@ -157,7 +158,8 @@ def enroll(stack: Stack, places: Places) -> None:
     async def work() -> None:
         client = await JobClient.connect(stack.settings())  # type: ignore[arg-type]
         try:
-            for kind, path in (("voice", voice), ("avatar", clip)):
+            assets: tuple[tuple[AssetKind, Path], ...] = (("voice", voice), ("avatar", clip))
+            for kind, path in assets:
                 submit = (
                     client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
                 )
