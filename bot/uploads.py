@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import discord
 
+from bot.text import mib
 from jayavatar.errors import BadInput, TransientError
 from jayavatar.settings import Settings
 
@@ -59,8 +60,8 @@ def check_declared(att: discord.Attachment, rules: Accepts) -> str:
         raise BadInput(f"{att.filename!r} is {declared}, not {rules.what}")
     if att.size > rules.max_bytes:
         raise BadInput(
-            f"{att.filename!r} is {att.size / 2**20:.1f} MiB; "
-            f"the limit for {rules.what} is {rules.max_bytes / 2**20:.0f} MiB"
+            f"{att.filename!r} is {mib(att.size)}; "
+            f"the limit for {rules.what} is {mib(rules.max_bytes)}"
         )
     if att.size == 0:
         raise BadInput(f"{att.filename!r} is empty")
@@ -129,7 +130,8 @@ def check_wav_duration(path: Path, settings: Settings) -> None:
         with wave.open(str(path), "rb") as wav:
             seconds = wav.getnframes() / float(wav.getframerate() or 1)
     except (wave.Error, EOFError) as exc:
-        raise BadInput(f"the WAV file cannot be read: {exc}") from exc
+        reason = str(exc) or "it is truncated"
+        raise BadInput(f"the WAV file cannot be read: {reason}") from exc
     if seconds < settings.min_sample_s:
         raise BadInput(
             f"the sample is {seconds:.1f} s long; at least {settings.min_sample_s:.0f} s needed"

@@ -158,9 +158,7 @@ class JobClient:
         if size == 0:
             raise BadInput(f"{upload.name} is empty (0 bytes)")
         if size > cap:
-            raise BadInput(
-                f"{upload.name} is {size / 2**20:.1f} MiB; the limit is {cap / 2**20:.0f} MiB"
-            )
+            raise BadInput(f"{upload.name} is {_size(size)}; the limit is {_size(cap)}")
 
     async def _may_render(self, user: str) -> None:
         if not await self.accounts.is_allowed(user):
@@ -390,6 +388,11 @@ async def _redis_errors(settings: Settings) -> AsyncIterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
         raise TransientError(f"cannot reach Redis at {_safe_url(settings.redis_url)}") from exc
+
+
+def _size(count: int) -> str:
+    """Return a byte count as MiB with one decimal, or KiB below one MiB."""
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 1024:.0f} KiB"
 
 
 def _safe_url(url: str) -> str:

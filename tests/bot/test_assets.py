@@ -80,7 +80,7 @@ def test_bad_uploads_are_refused_while_handling_the_command(
     assert refusal("voice add", sample=text, name="x").startswith("⚠️ 'notes.txt' is not a voice")
 
     huge = fake.upload("long.wav", "audio/wav", bytes(26 * 2**20))
-    assert "the limit for a voice sample is 25 MiB" in refusal("voice add", sample=huge, name="x")
+    assert "the limit for a voice sample is 25.0 MiB" in refusal("voice add", sample=huge, name="x")
     assert huge.id not in fake.call(lambda w: list(w.fetches))  # refused before downloading
 
     junk = fake.upload("sample.wav", "audio/wav", garbage(folder / "junk.wav").read_bytes())
