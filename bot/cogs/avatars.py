@@ -26,7 +26,7 @@ class Avatars(commands.GroupCog, group_name="avatar", group_description="Your av
         self.bot = bot
         super().__init__()
 
-    @app_commands.command(name="add", description="Enroll a avatar from an uploaded file.")
+    @app_commands.command(name="add", description="Enroll an avatar from an uploaded file.")
     @app_commands.describe(
         media="A short video of your face (or a photo)",
         name="A short name: letters, digits, - or _",
@@ -51,7 +51,7 @@ class Avatars(commands.GroupCog, group_name="avatar", group_description="Your av
 
     @app_commands.command(name="remove", description="Delete one of your avatars.")
     async def remove(self, interaction: discord.Interaction, name: str) -> None:
-        """Delete a avatar and its files."""
+        """Delete an avatar and its files."""
         await defer_reply(interaction, ephemeral=True)
         text = await assets.remove(self.bot, "avatar", user_id(interaction.user), name)
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=QUIET)
