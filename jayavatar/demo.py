@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from jayavatar import redis_server
-from jayavatar.errors import EngineError, TransientError
+from jayavatar.errors import EngineError, TransientError, UserError
 from jayavatar.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,15 +119,17 @@ async def _enroll_and_render(settings: Settings, voice: Path, avatar: Path, text
             ("voice", voice, client.submit_voice_enroll),
             ("avatar", avatar, client.submit_avatar_enroll),
         ):
-            if await client.accounts.get_asset(kind, USER, "demo") is None:  # type: ignore[arg-type]
+            asset = await client.accounts.get_asset(kind, USER, "demo")  # type: ignore[arg-type]
+            # Enroll unless both the record and its files exist (another checkout may share Redis).
+            if asset is None or not client.storage.exists(asset.prefix):
                 done = await client.wait((await submit(USER, "demo", path, replace=True)).id, 600)
                 if done.state != "done":
-                    raise EngineError(f"demo {kind} enrollment {done.state}: {done.error}")
+                    raise UserError(f"demo {kind} enrollment {done.state}: {done.error}")
         started = time.monotonic()
         req = await client.submit_render(USER, text, "demo", "demo", "en")
         done = await client.wait(req.id, 900)
         if done.state != "done":
-            raise EngineError(f"demo render {done.state}: {done.error}")
+            raise UserError(f"demo render {done.state}: {done.error}")
         return done, client.output_path(done), time.monotonic() - started
     finally:
         await client.close()
