@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from engines.base import ProgressFn, no_progress
 from engines.facetrack import FaceMesh, FaceTrack, track_frames
-from engines.media import MediaInfo, VideoWriter, even_size, iter_frames, probe
+from engines.media import VideoWriter, even_size, iter_frames
+from engines.probe import MediaInfo, probe
 from jayavatar.errors import BadInput
 
 if TYPE_CHECKING:

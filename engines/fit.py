@@ -7,7 +7,8 @@ from typing import Any
 
 import av
 
-from engines.media import VideoWriter, iter_frames, load_audio, probe, video_bitrate_for
+from engines.media import VideoWriter, iter_frames, load_audio, video_bitrate_for
+from engines.probe import probe
 from jayavatar.errors import BadInput
 
 AUDIO_RATE = 48_000

@@ -42,8 +42,9 @@ from engines.facetrack import (
     FaceTrack,
     lip_aperture,
 )
-from engines.media import MediaInfo, iter_frames, iter_pingpong, probe
+from engines.media import iter_frames, iter_pingpong
 from engines.mouth_warp import warp_mask
+from engines.probe import MediaInfo, probe
 from jayavatar.errors import BadInput, NotFound
 
 BLOCK = 8

@@ -1,4 +1,4 @@
-"""Media I/O: probing, streaming decode, the MP4 writer, audio loading, back-and-forth looping."""
+"""Media I/O: streaming decode, the MP4 writer, audio loading, back-and-forth looping."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from engines import media
+from engines.probe import probe
 from jayavatar.errors import BadInput
 
 pytestmark = pytest.mark.env("lipsync")
@@ -91,7 +92,7 @@ def test_nvenc_request_falls_back_to_x264_without_a_gpu(tmp_path: Path) -> None:
     with media.VideoWriter(tmp_path / "o.mp4", 64, 48, FPS, nvenc=True) as w:
         w.write(level_frame(0))
         assert w.codec == ("h264_nvenc" if media.nvenc_available() else "libx264")
-    assert media.probe(tmp_path / "o.mp4").frames == 1
+    assert probe(tmp_path / "o.mp4").frames == 1
 
 
 def test_writer_removes_the_partial_file_on_error(tmp_path: Path) -> None:
@@ -100,58 +101,6 @@ def test_writer_removes_the_partial_file_on_error(tmp_path: Path) -> None:
         w.write(level_frame(0))
         raise RuntimeError("boom")
     assert not out.exists()
-
-
-def test_probe_video_and_images(tmp_path: Path) -> None:
-    info = media.probe(write_levels(tmp_path / "v.mp4", 30))
-    assert (info.kind, info.width, info.height, info.frames) == ("video", 64, 48, 30)
-    assert info.fps == pytest.approx(FPS)
-    assert info.duration_s == pytest.approx(30 / FPS, abs=0.05)
-    import cv2
-
-    for ext in ("jpg", "png", "webp"):
-        path = tmp_path / f"p.{ext}"
-        cv2.imwrite(str(path), np.full((40, 60, 3), 128, np.uint8))
-        info = media.probe(path)
-        assert (info.kind, info.width, info.height) == ("image", 60, 40), ext
-
-
-def test_probe_audio(tmp_path: Path) -> None:
-    sf.write(tmp_path / "a.wav", np.zeros(8000, np.float32) + 0.01, 16000)
-    info = media.probe(tmp_path / "a.wav")
-    assert (info.kind, info.audio_rate) == ("audio", 16000)
-    assert info.duration_s == pytest.approx(0.5, abs=0.01)
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("empty.mp4", b"", "empty"),
-        ("text.mp4", b"hello, this is not a video\n" * 50, "not a"),
-        ("noise.png", bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), None),
-    ],
-    ids=["empty", "text-as-mp4", "noise-as-png"],
-)
-def test_probe_rejects_garbage(
-    tmp_path: Path, name: str, content: bytes, message: str | None
-) -> None:
-    path = tmp_path / name
-    path.write_bytes(content)
-    with pytest.raises(BadInput, match=message):
-        media.probe(path)
-
-
-def test_probe_rejects_a_truncated_mp4(tmp_path: Path) -> None:
-    full = write_levels(tmp_path / "v.mp4", 30).read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(full[: len(full) // 8])
-    with pytest.raises(BadInput):
-        media.probe(cut)
-
-
-def test_probe_rejects_a_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="does not exist"):
-        media.probe(tmp_path / "nope.mp4")
 
 
 def test_iter_frames_streams_in_order_and_resizes(tmp_path: Path) -> None:
@@ -176,7 +125,7 @@ def test_rotated_phone_video_comes_out_upright(tmp_path: Path) -> None:
             frame.pts = i
             c.mux(stream.encode(frame))
         c.mux(stream.encode(None))
-    info = media.probe(path)
+    info = probe(path)
     assert (info.width, info.height) == (32, 64)
     frames = list(media.iter_frames(path, size=(16, 32)))
     assert frames[0].shape == (32, 16, 3)
