@@ -1,8 +1,9 @@
-"""The stage functions ARQ runs: voice, lip-sync and the two enrollments.
+"""The render stages ARQ runs (voice, lip-sync) and the steps every stage shares.
 
 Each stage loads the request record, claims it for its epoch, skips work whose output already
 exists, runs the engine in the worker's `EngineHost`, publishes the output atomically and moves
 the request on in one transaction. A stage for an old epoch, or a final request, does nothing.
+The enrollment stages, built from the same steps, are in `jobs.enroll_stages`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class StageContext:
 async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """Synthesize the request's speech, then hand it to the lip-sync queue."""
     sc: StageContext = ctx["stage"]
-    req = await _claim(sc, payload, ("queued", "voice"), "voice")
+    req = await claim(sc, payload, ("queued", "voice"), "voice")
     if req is None:
         return await _maybe_forward(sc, payload)
     key = speech_key(req.id)
@@ -64,7 +65,7 @@ async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         owner, name = req.voice.split("/", 1)
         voice_dir = _asset_dir(sc, voice_prefix(owner, name), "voice", req.voice)
         args = (req.text, req.language, voice_dir, "{out}/speech.wav", PROGRESS)
-        out, _seconds = await _run(sc, req, "synthesize", args, "speech.wav")
+        out, _seconds = await run_engine(sc, req, "synthesize", args, "speech.wav")
         sc.storage.put_file(key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
     started = req.started_at
@@ -82,7 +83,7 @@ async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
 async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     """Render the lip-synced MP4 and announce the finished request."""
     sc: StageContext = ctx["stage"]
-    req = await _claim(sc, payload, ("lipsync",), "lipsync")
+    req = await claim(sc, payload, ("lipsync",), "lipsync")
     if req is None:
         return "skipped"
     out_key = render_key(req.user, req.id)
@@ -96,7 +97,7 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
             raise TransientError("the speech of this request is missing; redoing the voice stage")
         meta = provenance(req)
         args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta)
-        rendered, stats = await _run(sc, req, "render", args, "render.mp4")
+        rendered, stats = await run_engine(sc, req, "render", args, "render.mp4")
         out = rendered
         if req.max_bytes and out.stat().st_size > req.max_bytes:
             out, stats["fit"] = await _fit(sc, out, req.max_bytes)
@@ -104,7 +105,7 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     # The speech is not needed once the render exists; drop it before announcing the result.
     sc.storage.delete_prefix(f"work/{req.id}")
     stats["lipsync_engine"] = sc.settings.lipsync_engine
-    finished = await _finish(sc, req, "lipsync", output_key=out_key, result=stats)
+    finished = await finish(sc, req, "lipsync", output_key=out_key, result=stats)
     if sc.settings.quality_report and finished:
         # After the announcement, so the report never delays delivery; measured on the render
         # before any size-fitting re-encode, which would read as changed background.
@@ -112,49 +113,6 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     if rendered is not None:
         shutil.rmtree(rendered.parent, ignore_errors=True)
     return "render done"
-
-
-async def enroll_voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """Validate a voice sample and store the voice."""
-    return await _enroll(ctx, payload, "voice")
-
-
-async def enroll_avatar_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-    """Validate avatar media, prepare its face track and store the avatar."""
-    return await _enroll(ctx, payload, "avatar")
-
-
-async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> str:
-    sc: StageContext = ctx["stage"]
-    req = await _claim(sc, payload, ("queued", "enroll"), "enroll")
-    if req is None:
-        return "skipped"
-    prefix = (voice_prefix if kind == "voice" else avatar_prefix)(req.user, req.name)
-    marker = f"{prefix}/request_id"
-    if not (sc.storage.exists(marker) and sc.storage.get_bytes(marker).decode() == req.id):
-        if sc.storage.exists(prefix) and not req.replace:
-            raise BadInput(
-                f"you already have a {kind} named {req.name!r}; "
-                "enroll again with replace to overwrite it"
-            )
-        source = sc.storage.local_path(req.upload_key)
-        method = "enroll" if kind == "voice" else "prepare"
-        out, meta = await _run(sc, req, method, (source, "{out}/asset"), "asset")
-        current = await sc.store.get(req.id)
-        if current.final or current.epoch != req.epoch:
-            # Cancelled while the engine ran: publishing now would enroll (or replace) an asset
-            # the user was told is not coming.
-            shutil.rmtree(out.parent, ignore_errors=True)
-            return "abandoned"
-        (out / "request_id").write_text(req.id)
-        (out / "meta.json").write_text(json.dumps(meta))
-        sc.storage.publish_dir(prefix, out)
-        shutil.rmtree(out.parent, ignore_errors=True)
-    else:
-        meta = _read_meta(sc.storage.local_path(prefix))
-    await sc.accounts.register(kind, req.user, req.name, meta)  # type: ignore[arg-type]
-    await _finish(sc, req, "enroll", result=meta)
-    return f"{kind} enrolled"
 
 
 async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[str, Any]]:
@@ -202,13 +160,14 @@ def provenance(req: Request) -> dict[str, str]:
 # Claiming, running, finishing ------------------------------------------------------------------
 
 
-async def _claim(
+async def claim(
     sc: StageContext, payload: dict[str, Any], states: tuple[str, ...], running_state: str
 ) -> Request | None:
+    """Claim the request for this payload's epoch; None if it is not in `states` any more."""
     p = StagePayload.model_validate(payload)
     now = time.time()
 
-    def claim(r: Request) -> Request | None:
+    def take(r: Request) -> Request | None:
         if r.final or r.epoch != p.epoch or r.state not in states:
             return None
         waited = {f"{running_state}_wait_s": round(now - r.updated_at, 3)} if not r.running else {}
@@ -223,7 +182,7 @@ async def _claim(
         )
 
     try:
-        req, changed = await sc.store.update(p.request_id, claim)
+        req, changed = await sc.store.update(p.request_id, take)
     except NotFound:
         return None
     return req if changed else None
@@ -255,7 +214,7 @@ async def _enqueue(sc: StageContext, req: Request, stage: str) -> None:
     )
 
 
-async def _run(
+async def run_engine(
     sc: StageContext, req: Request, target: str, args: tuple[Any, ...], name: str
 ) -> tuple[Path, Any]:
     """Run an engine call in a scratch folder with heartbeat, cancel checks and a timeout."""
@@ -356,7 +315,7 @@ def _advance(epoch: int, from_state: str, to_state: str, started: float, engine:
     return apply
 
 
-async def _finish(sc: StageContext, req: Request, from_state: str, **fields: Any) -> bool:
+async def finish(sc: StageContext, req: Request, from_state: str, **fields: Any) -> bool:
     """Mark the request done and announce it; return whether this call did (not a replay)."""
     now = time.time()
 
@@ -422,9 +381,3 @@ def _asset_dir(sc: StageContext, prefix: str, kind: str, ref: str) -> Path:
     if not path.is_dir():
         raise NotFound(f"the {kind} {ref!r} was removed")
     return path
-
-
-def _read_meta(folder: Path) -> dict[str, Any]:
-    path = folder / "meta.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    return data if isinstance(data, dict) else {}

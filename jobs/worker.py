@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError
 from jayavatar.settings import Settings
-from jobs import stages
+from jobs import enroll_stages, stages
 from jobs.accounts import Accounts
 from jobs.enginehost import EngineHost
 from jobs.payloads import StagePayload
@@ -70,13 +70,13 @@ def build_worker(settings: Settings, kind: QueueKind, burst: bool = False) -> Wo
     if kind == "voice":
         jobs = [
             ("voice_stage", stages.voice_stage),
-            ("enroll_voice_stage", stages.enroll_voice_stage),
+            ("enroll_voice_stage", enroll_stages.enroll_voice_stage),
         ]
         queue = settings.voice_queue
     else:
         jobs = [
             ("lipsync_stage", stages.lipsync_stage),
-            ("enroll_avatar_stage", stages.enroll_avatar_stage),
+            ("enroll_avatar_stage", enroll_stages.enroll_avatar_stage),
         ]
         queue = settings.lipsync_queue
     # ARQ's own timeout is a backstop: the stage enforces `timeout` itself and fails the request.

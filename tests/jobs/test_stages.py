@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jayavatar.settings import Settings
-from jobs import stages
+from jobs import enroll_stages, stages
 from jobs.client import JobClient
 from storage.keys import speech_key
 from tests.support.stack import RedisProcess
@@ -149,7 +149,7 @@ async def test_a_voice_cancelled_mid_enrollment_is_not_enrolled(
     req = await client.submit_voice_enroll("alice", "late", sample)
     context.host.rid = req.id
     payload = {"request_id": req.id, "epoch": req.epoch}
-    assert await stages.enroll_voice_stage({"stage": context}, payload) == "abandoned"
+    assert await enroll_stages.enroll_voice_stage({"stage": context}, payload) == "abandoned"
     assert (await client.get(req.id)).state == "cancelled"
     assert await client.accounts.get_asset("voice", "alice", "late") is None
     assert client.storage.list("voices/alice/late") == [] and client.storage.list("uploads") == []
