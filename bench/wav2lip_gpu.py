@@ -48,8 +48,48 @@ from engines.wav2lip_pipeline import Generator
 from jayavatar.settings import Settings
 
 
+def _children() -> dict[int, list[int]]:
+    """Parent pid → child pids, from /proc."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _pss_mib(pid: int) -> float:
+    """Proportional set size of one process (shared pages split among their users)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_pss_mib() -> float:
+    """PSS of this process and all its descendants (the decoder and encoder processes too)."""
+    tree, todo, total = _children(), [os.getpid()], 0.0
+    while todo:
+        pid = todo.pop()
+        total += _pss_mib(pid)
+        todo += tree.get(pid, [])
+    return total
+
+
 class PeakRss:
-    """Samples this process's resident memory in a thread; `peak` is the highest seen (MiB)."""
+    """Samples resident memory in a thread; `peak` is the highest seen (MiB).
+
+    Counts this process and its descendants by PSS, so the shared frame ring is counted
+    once however many processes map it.
+    """
 
     def __init__(self) -> None:
         self.peak = 0.0
@@ -57,12 +97,9 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
         while not self._stop.is_set():
-            with open("/proc/self/statm") as f:
-                rss = int(f.read().split()[1]) * page / 2**20
-            self.peak = max(self.peak, rss)
-            time.sleep(0.02)
+            self.peak = max(self.peak, tree_pss_mib())
+            time.sleep(0.05)
 
     def __enter__(self) -> PeakRss:
         self._thread.start()
@@ -214,14 +251,23 @@ def encode_quality(
     return 10 * math.log10(255**2 / mse), path.stat().st_size / 1024 / max(1, len(errors))
 
 
-def bench_render(settings: Settings, avatar: Path, audio: Path, **options: Any) -> dict[str, Any]:
-    """One end-to-end render; returns its statistics plus GPU and host memory peaks."""
+def bench_render(
+    settings: Settings, avatar: Path, audio: Path, warm: bool = False, **options: Any
+) -> dict[str, Any]:
+    """One end-to-end render; returns its statistics plus GPU and host memory peaks.
+
+    With `warm`, an untimed render goes first, as in a worker that has rendered before.
+    """
     engine = Wav2LipEngine(settings, **options)
     engine.load()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as tmp, PeakRss() as rss:
-        stats = engine.render(avatar, audio, Path(tmp) / "out.mp4", lambda f, p: None, {})
+    with tempfile.TemporaryDirectory() as tmp:
+        if warm:
+            engine.render(avatar, audio, Path(tmp) / "warm.mp4", lambda f, p: None, {})
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        with PeakRss() as rss:
+            stats = engine.render(avatar, audio, Path(tmp) / "out.mp4", lambda f, p: None, {})
+    engine.close()
     stats["gpu_mib"] = (
         torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     )
@@ -298,6 +344,38 @@ def compare(settings: Settings, work: Path, card: str, scale: float) -> str:
     return "\n".join(text)
 
 
+def processes(settings: Settings, work: Path, card: str, scale: float) -> str:
+    """Renders with decoding and encoding in this process vs in their own processes."""
+    cases = [("720p", 1280, 720, 10.0, [10.0, 60.0]), ("1080p", 1920, 1080, 60.0, [60.0])]
+    head = ["render", "dtype", "batch", "frames", "end to end", "decode", "generate",
+            "composite", "encode", "GPU MiB", "PSS MiB"]  # fmt: skip
+    text = [
+        f"## {card}: decode and encode in the render's process vs their own",
+        "",
+        "Each row is an engine's second render (the first, untimed, starts the processes",
+        "and touches the frame ring).",
+        "",
+    ]
+    for label, width, height, clip_s, audio_lengths in cases:
+        avatar = make_avatar(work / f"proc{label}", width, height, max(2.0, clip_s * scale))
+        rows = []
+        for audio_s in audio_lengths:
+            audio = make_audio(work / f"proc{audio_s:.0f}.wav", max(2.0, audio_s * scale))
+            for name, options in [
+                ("one process", {"split": False}),
+                ("split", {"split": True}),
+                ("split, superfast", {"split": True, "preset": "superfast"}),
+                ("split, ultrafast", {"split": True, "preset": "ultrafast"}),
+            ]:
+                stats = bench_render(settings, avatar, audio, warm=True, **options)
+                assert stats["split"] == options["split"], "split render fell back"
+                rows.append(render_row(f"{label} {audio_s:.0f} s audio, {name}", stats))
+                print(json.dumps(stats), flush=True)
+        text += [f"### {label}, {clip_s * scale:.0f} s clip", "", table(head, rows), ""]
+        print("\n".join(text[-4:]), flush=True)
+    return "\n".join(text)
+
+
 def main() -> None:
     """Run every section and print (and save) the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -307,6 +385,9 @@ def main() -> None:
     parser.add_argument(
         "--compare", action="store_true", help="only the NumPy and torch compositing paths"
     )
+    parser.add_argument(
+        "--processes", action="store_true", help="only one-process vs split renders"
+    )
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -315,8 +396,9 @@ def main() -> None:
     settings = Settings(models_dir=work / "models", device="cuda" if cuda else "cpu")
     save_weights(settings.models_dir)
     scale = 0.1 if args.quick else 1.0
-    if args.compare:
-        text = compare(settings, work, card, scale)
+    if args.compare or args.processes:
+        run = processes if args.processes else compare
+        text = run(settings, work, card, scale)
         print(text)
         if args.out:
             args.out.write_text(text, encoding="utf-8")

@@ -23,11 +23,19 @@ from engines import media
 from engines.avatar_prep import prepare_avatar
 from engines.base import ProgressFn
 from engines.facetrack import FaceTrack, segments
+from engines.frame_ring import fits_in_shm
 from engines.wav2lip_audio import SAMPLE_RATE, MelFrontEnd, pad_to_window, window_starts
 from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_io import I420Writer
 from engines.wav2lip_model import load_wav2lip
-from engines.wav2lip_pipeline import GenerateFn, Generator, RenderPlan, render_stream
+from engines.wav2lip_pipeline import (
+    GenerateFn,
+    Generator,
+    RenderPlan,
+    StageClock,
+    render_stream,
+)
+from engines.wav2lip_procs import DecodeJob, FrameProcesses, MediaWorkers
 from jayavatar.errors import BadInput, EngineError, ModelMissing
 
 if TYPE_CHECKING:
@@ -110,9 +118,13 @@ class Wav2LipEngine:
         workers: int | None = None,
         chunk: int = CHUNK,
         blend: str = "auto",
+        split: bool | None = None,
         generator: GenerateFn | None = None,
     ) -> None:
         """Configure from `settings`; keyword options override batch, precision, blend, encoding.
+
+        `split` runs decoding and encoding in their own processes (default: on CUDA, where
+        the CPU side is the limit; see `engines.wav2lip_procs`).
 
         `generator` replaces the network (benchmarks and tests of the pipeline alone).
         """
@@ -127,6 +139,8 @@ class Wav2LipEngine:
         if blend not in BLENDS:
             raise EngineError(f"wav2lip blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         self.blend = ("torch" if cuda else "numpy") if blend == "auto" else blend
+        self.split = cuda if split is None else split
+        self.media_workers = MediaWorkers()
         self.mel = MelFrontEnd(self.device)
         self._generator: GenerateFn | None = generator
         if cuda:
@@ -145,7 +159,13 @@ class Wav2LipEngine:
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
             self._generator = generator
+        if self.split:
+            self.media_workers.start()
         return self._generator
+
+    def close(self) -> None:
+        """Stop the decoder and encoder processes and free their frame ring."""
+        self.media_workers.close()
 
     def _checkpoint(self) -> Path:
         """Return the first checkpoint present, or raise `ModelMissing` naming file and fix."""
@@ -204,23 +224,21 @@ class Wav2LipEngine:
         generator = self.load()
         plan, wav48, meta = self.plan(avatar_dir, audio)
         tmp = out_mp4.with_name(out_mp4.name + ".tmp.mp4")
-        nvenc = self.device.type == "cuda"
-        writer = I420Writer(
-            tmp,
-            meta["width"],
-            meta["height"],
-            round(plan.fps),
-            audio=wav48,
-            nvenc=nvenc,
-            preset=self.preset,
-            metadata=metadata,
-        )
-        tune_encoder(writer)
-        with writer:
-            clock = render_stream(
-                plan, generator, writer, lambda n: progress(min(1.0, n / plan.n_out), "render")
-            )
-        tmp.replace(out_mp4)
+        options: dict[str, Any] = {
+            "path": tmp,
+            "width": meta["width"],
+            "height": meta["height"],
+            "fps": round(plan.fps),
+            "audio": wav48,
+            "nvenc": self.device.type == "cuda",
+            "preset": self.preset,
+            "metadata": metadata,
+        }
+        try:
+            clock, codec, split = self._stream(plan, generator, options, progress)
+            tmp.replace(out_mp4)
+        finally:
+            tmp.unlink(missing_ok=True)
         progress(1.0, "render")
         seconds = time.perf_counter() - started
         return {
@@ -236,8 +254,42 @@ class Wav2LipEngine:
             "dtype": "float16" if self.half else "float32",
             "batch": plan.batch,
             "blend": self.blend,
-            "encoder": writer.codec,
+            "encoder": codec,
+            "split": split,
         }
+
+    def _stream(
+        self,
+        plan: RenderPlan,
+        generator: GenerateFn,
+        options: dict[str, Any],
+        progress: ProgressFn,
+    ) -> tuple[StageClock, str, bool]:
+        """Run the render here or beside decoder and encoder processes; say which it was."""
+
+        def report(frames: int) -> None:
+            progress(min(1.0, frames / plan.n_out), "render")
+
+        slots = 2 * plan.batch + 4 * plan.chunk
+        if self.split and fits_in_shm(plan.size, slots):
+            job = DecodeJob(
+                plan.clip,
+                plan.size,
+                plan.fps,
+                plan.n_clip,
+                plan.n_out,
+                plan.chunk,
+                plan.present,
+                plan.boxes,
+            )
+            with FrameProcesses(job, options, slots, self.media_workers) as procs:
+                clock = render_stream(plan, generator, procs, report)
+            return clock, procs.codec, True
+        writer = I420Writer(**options)
+        tune_encoder(writer)
+        with writer:
+            clock = render_stream(plan, generator, writer, report)
+        return clock, writer.codec, False
 
     def plan(
         self, avatar_dir: Path, audio: Path

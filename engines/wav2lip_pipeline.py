@@ -27,6 +27,7 @@ from engines.wav2lip_audio import gather_windows
 from engines.wav2lip_blend import CROP, composite_i420, face_crop_i420
 from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_model import Wav2Lip, fuse_batchnorm
+from engines.wav2lip_procs import FrameProcesses
 from jayavatar.errors import EngineError, JayAvatarError
 
 U8: TypeAlias = NDArray[np.uint8]
@@ -189,13 +190,14 @@ class _Flow:
 def render_stream(
     plan: RenderPlan,
     generator: GenerateFn,
-    writer: FrameSink,
+    writer: FrameSink | FrameProcesses,
     progress: Callable[[int], None],
 ) -> StageClock:
     """Run the four stages over the whole plan; return each stage's busy time.
 
-    The generator runs in the calling thread, which is also the only one calling `progress`
-    (with the number of frames encoded so far).
+    With `FrameProcesses` as the writer, decoding and encoding run in its child processes
+    and the threads here only pass their messages on. The generator runs in the calling
+    thread, which is also the only one calling `progress` (with frames encoded so far).
     """
     flow = _Flow()
     clock = StageClock()
@@ -205,10 +207,19 @@ def render_stream(
     decoded: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch + 1)
     generated: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch)
     composed: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+    if isinstance(writer, FrameProcesses):
+        procs = writer
+        ends = [lambda: _receive(procs, flow, decoded), lambda: _send(procs, flow, composed)]
+    else:
+        sink = writer
+        ends = [
+            lambda: _decode(plan, flow, clock, decoded),
+            lambda: _encode(flow, clock, composed, sink),
+        ]
     threads = [
-        flow.run(lambda: _decode(plan, flow, clock, decoded)),
+        flow.run(ends[0]),
         flow.run(lambda: _composite(plan, flow, clock, generated, composed)),
-        flow.run(lambda: _encode(flow, clock, composed, writer)),
+        flow.run(ends[1]),
     ]
     try:
         _generate(plan, generator, flow, clock, decoded, generated, progress)
@@ -223,7 +234,28 @@ def render_stream(
         if isinstance(flow.error, JayAvatarError | MemoryError | KeyboardInterrupt):
             raise flow.error
         raise EngineError(f"wav2lip render failed: {flow.error}") from flow.error
+    if isinstance(writer, FrameProcesses):
+        clock.busy.update(writer.busy)
     return clock
+
+
+def _receive(procs: FrameProcesses, flow: _Flow, out: queue.Queue[Batch | None]) -> None:
+    """Pass the decoder process's chunks on as batches whose frames are ring slots."""
+    for start, frames, index, crops in procs.chunks(flow.stop.is_set):
+        if flow.stop.is_set():
+            return
+        flow.put(out, Batch(start, index, frames, list(crops)))
+    flow.put(out, None)
+
+
+def _send(procs: FrameProcesses, flow: _Flow, inbox: queue.Queue[Batch | None]) -> None:
+    """Hand composited batches to the encoder process; let it finish the file at the end."""
+    for batch in flow.items(inbox):
+        procs.write(batch.start, len(batch))
+        flow.encoded = procs.encoded
+    if not flow.stop.is_set():
+        procs.finish()
+        flow.encoded = procs.encoded
 
 
 def _decode(

@@ -46,10 +46,17 @@ def test_render_runs_in_fp16_batches_on_cuda(tmp_path: Path) -> None:
     stats = engine.render(avatar, audio, out, lambda f, p: None, {"comment": "gpu test"})
     assert stats["device"].startswith("cuda") and stats["dtype"] == "float16"
     assert stats["batch"] == CUDA_BATCH >= 128 and stats["blend"] == "torch"
+    assert stats["split"], "on CUDA, decoding and encoding run in their own processes"
     info = media.probe(out)
     assert (info.width, info.height) == (640, 360)
     assert info.frames == stats["frames"] == 175
     assert 0 < stats["face_frames"] < stats["frames"]  # the track's no-face stretch passed through
+    # A second render reuses the decoder and encoder processes.
+    pids = engine.media_workers.pids
+    again = engine.render(avatar, audio, tmp_path / "again.mp4", lambda f, p: None, {})
+    assert again["split"] and engine.media_workers.pids == pids
+    assert media.probe(tmp_path / "again.mp4").frames == 175
+    engine.close()
 
 
 def test_the_compositor_on_cuda_matches_it_on_the_cpu() -> None:
