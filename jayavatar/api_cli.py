@@ -29,6 +29,7 @@ def _settings(ctx: click.Context) -> Settings:
 def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the HTTP API and the dashboard."""
     import uvicorn
+
     from api.app import create_app
 
     settings = _settings(ctx)
