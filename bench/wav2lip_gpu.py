@@ -363,9 +363,13 @@ def processes(settings: Settings, work: Path, card: str, scale: float) -> str:
             audio = make_audio(work / f"proc{audio_s:.0f}.wav", max(2.0, audio_s * scale))
             for name, options in [
                 ("one process", {"split": False}),
-                ("split", {"split": True}),
-                ("split, superfast", {"split": True, "preset": "superfast"}),
-                ("split, ultrafast", {"split": True, "preset": "ultrafast"}),
+                ("split, 1 encoder", {"split": True, "encoders": 1}),
+                ("split, 2 encoders", {"split": True, "encoders": 2}),
+                ("split, 3 encoders", {"split": True, "encoders": 3}),
+                (
+                    "split, 2 encoders, ultrafast",
+                    {"split": True, "encoders": 2, "preset": "ultrafast"},
+                ),
             ]:
                 stats = bench_render(settings, avatar, audio, warm=True, **options)
                 assert stats["split"] == options["split"], "split render fell back"

@@ -1,10 +1,12 @@
 """A ring of I420 frames in shared memory, shared by the render and its decoder and encoder.
 
-Frame `i` sits in slot `i % slots`. The block's header holds the count of frames encoded so
-far: the encoder advances it, the decoder reads it to know which slots are free again, and
-the render reads it for progress. The render creates the block (so Python's resource
-tracker removes it even if the render is killed); the children map it by path, which
-registers nothing that could remove it when a child exits.
+Frame `i` sits in slot `i % slots`. The block's header holds counters: for each encoder, one
+past the last frame it has taken in (the decoder reads them to know which slots are free
+again), and the frames written to the file so far (the render reads it for progress).
+
+The render creates the block (so Python's resource tracker removes it even if the render
+is killed); the children map it by path, which registers nothing that could remove it
+when a child exits.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 U8: TypeAlias = NDArray[np.uint8]
-#: Bytes before the first slot: the encoded-frames counter (int64), padded to a cache line.
+#: Bytes before the first slot: eight int64 counters, one cache line.
 HEADER = 64
+#: The counter of frames written to the file; counters 0..MAX_ENCODERS-1 are the encoders'.
+WRITTEN = 7
+MAX_ENCODERS = WRITTEN
 SHM_ROOT = "/dev/shm"
 
 
@@ -41,7 +46,7 @@ def fits_in_shm(size: tuple[int, int], slots: int, root: str = SHM_ROOT) -> bool
 
 
 class FrameRing:
-    """`slots` I420 frames of one size in shared memory, plus the encoded-frames counter."""
+    """`slots` I420 frames of one size in shared memory, plus the progress counters."""
 
     def __init__(self, size: tuple[int, int], slots: int, name: str | None = None) -> None:
         """Create a new block, or with `name` map the block another process created."""
@@ -63,14 +68,14 @@ class FrameRing:
             os.close(fd)
         # frombuffer keeps an export of the mapping (np.ndarray(buffer=...) does not), so
         # the mapping cannot be closed under a live view.
-        self.counter: NDArray[np.int64] = np.frombuffer(self._map, np.int64, 1)
+        self.counters: NDArray[np.int64] = np.frombuffer(self._map, np.int64, HEADER // 8)
         frames = np.frombuffer(self._map, np.uint8, nbytes - HEADER, HEADER)
         self.frames: U8 = frames.reshape(slots, *self.shape)
 
     @property
-    def encoded(self) -> int:
-        """Frames the encoder has written in the current render."""
-        return int(self.counter[0])
+    def written(self) -> int:
+        """Frames written to the file in the current render."""
+        return int(self.counters[WRITTEN])
 
     def frame(self, i: int) -> U8:
         """The slot of output frame `i`."""
@@ -79,7 +84,7 @@ class FrameRing:
 
     def close(self) -> None:
         """Drop this process's mapping; the creator also removes the block."""
-        del self.counter, self.frames
+        del self.counters, self.frames
         # Frames still referenced elsewhere keep the mapping alive; it goes with them.
         with contextlib.suppress(BufferError):
             self._map.close()

@@ -247,6 +247,25 @@ def nvenc_available() -> bool:
     return True
 
 
+def video_options(
+    codec: str, fps: int, crf: int, preset: str, bitrate: int | None
+) -> dict[str, str]:
+    """Encoder options: constant quality, or a capped bit rate; a keyframe every second."""
+    options: dict[str, str]
+    if codec == "h264_nvenc":
+        options = {"preset": "p4", "rc": "vbr", "cq": str(crf)}
+    else:
+        # forced-idr: a keyframe asked for by a frame is an IDR, where a stream may be cut.
+        options = {"preset": preset, "crf": str(crf), "forced-idr": "1"}
+    # One keyframe a second keeps seeking (back-and-forth looping) cheap.
+    options["g"] = str(fps)
+    if bitrate is not None:
+        options.pop("crf", None)
+        options.pop("cq", None)
+        options.update(maxrate=str(bitrate), bufsize=str(int(bitrate * VBV_S)))
+    return options
+
+
 class VideoWriter:
     """Streams RGB frames and mono audio into an H.264/AAC MP4 with `+faststart`.
 
@@ -292,17 +311,7 @@ class VideoWriter:
         self, width: int, height: int, crf: int, preset: str, bitrate: int | None
     ) -> Any:
         """Add the H.264 stream with either constant quality or a capped bit rate."""
-        options: dict[str, str]
-        if self.codec == "h264_nvenc":
-            options = {"preset": "p4", "rc": "vbr", "cq": str(crf)}
-        else:
-            options = {"preset": preset, "crf": str(crf)}
-        # One keyframe a second keeps seeking (back-and-forth looping) cheap.
-        options["g"] = str(self.fps)
-        if bitrate is not None:
-            options.pop("crf", None)
-            options.pop("cq", None)
-            options.update(maxrate=str(bitrate), bufsize=str(int(bitrate * VBV_S)))
+        options = video_options(self.codec, self.fps, crf, preset, bitrate)
         stream = self.container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, self.fps)

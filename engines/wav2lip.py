@@ -52,6 +52,10 @@ CUDA_BATCH = 128
 CPU_BATCH = 16
 #: Frames handed between pipeline stages at a time (at most one batch).
 CHUNK = 32
+#: Host cores per encoder process of a split render: x264 alone keeps about 16 busy, so
+#: further encoders only pay off where decoding and compositing keep cores to spare.
+CORES_PER_ENCODER = 12
+MAX_SPLIT_ENCODERS = 3
 #: Compositing paths: batched torch work, or per-frame NumPy; "auto" is torch on CUDA only.
 BLENDS = ("auto", "torch", "numpy")
 
@@ -65,6 +69,11 @@ def pick_device(setting: str) -> torch.device:
     if setting == "cuda":
         raise EngineError("JAYAVATAR_DEVICE is cuda but no CUDA device is visible")
     return torch.device("cpu")
+
+
+def split_encoders() -> int:
+    """Encoder processes for a split render on this host (see CORES_PER_ENCODER)."""
+    return max(1, min(MAX_SPLIT_ENCODERS, (os.cpu_count() or 1) // CORES_PER_ENCODER))
 
 
 def tune_encoder(writer: media.VideoWriter) -> None:
@@ -119,12 +128,14 @@ class Wav2LipEngine:
         chunk: int = CHUNK,
         blend: str = "auto",
         split: bool | None = None,
+        encoders: int | None = None,
         generator: GenerateFn | None = None,
     ) -> None:
         """Configure from `settings`; keyword options override batch, precision, blend, encoding.
 
         `split` runs decoding and encoding in their own processes (default: on CUDA, where
-        the CPU side is the limit; see `engines.wav2lip_procs`).
+        the CPU side is the limit; see `engines.wav2lip_procs`), with `encoders` encoder
+        processes (default on CUDA: one per CORES_PER_ENCODER host cores, at most 3).
 
         `generator` replaces the network (benchmarks and tests of the pipeline alone).
         """
@@ -140,7 +151,7 @@ class Wav2LipEngine:
             raise EngineError(f"wav2lip blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         self.blend = ("torch" if cuda else "numpy") if blend == "auto" else blend
         self.split = cuda if split is None else split
-        self.media_workers = MediaWorkers()
+        self.media_workers = MediaWorkers(encoders or (split_encoders() if cuda else 1))
         self.mel = MelFrontEnd(self.device)
         self._generator: GenerateFn | None = generator
         if cuda:

@@ -1,30 +1,26 @@
-"""Decoding and encoding in their own processes, so the render is not capped by one GIL.
+"""Decoding and encoding in processes of their own, so the render is not capped by one GIL.
 
 In one process the decoder's frame copies and crop conversions, the compositor's packing
 and the encoder's Python side take turns on one interpreter lock: with the GPU doing the
-heavy work, that capped a 720p render near 300 frames/s on a 16-core host. Here a decoder
-process and an encoder process do their parts beside the render's own threads. Frames live
-in a shared `FrameRing`, so only slot numbers and the small 96×96 generator crops cross the
-sockets; the decoder reuses a slot only once the encoder has written the frame that held it.
+heavy work, that capped a 720p render near 280 frames/s on a 16-core host. Here a decoder,
+one or more encoders and a muxer (`engines.media_children`) do that work beside the
+render's own threads. Frames live in a shared `FrameRing`, so only slot numbers and the
+small 96×96 generator crops cross the sockets.
 
-The children are plain interpreters (`python -m engines.wav2lip_procs ROLE FD`), started once
-per engine and reused render after render; a render that fails kills them, and the next one
-starts new ones. A child exits when its socket to the engine closes, which also happens when
-the engine's process is killed. (multiprocessing does not fit: the engine already runs in a
-daemonic process, which may not start children, and a forkserver would re-import the
-engine's main module in every child.)
+The children are plain interpreters started once per engine and reused render after
+render; a render that fails kills them, and the next one starts new ones. A child exits
+when its socket to the engine closes, which also happens when the engine's process is
+killed. (multiprocessing does not fit: the engine already runs in a daemonic process,
+which may not start children, and a forkserver would re-import the engine's main module in
+every child.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import sys
-import time
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -32,156 +28,91 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from engines.frame_ring import FrameRing
+from engines.frame_ring import MAX_ENCODERS, FrameRing
+from engines.media_children import DecodeJob, Layout
 from jayavatar.errors import EngineError
 
 U8: TypeAlias = NDArray[np.uint8]
 #: A decoded chunk: first output frame, its frames (ring views), clip indices, face crops.
 Chunk: TypeAlias = tuple[int, list[U8], list[int], U8]
-ROLES = ("decoder", "encoder")
-#: How long the decoder sleeps while every slot still waits to be encoded.
-WAIT_S = 0.001
-#: How often the render's receiving thread looks at its stop flag and at the encoder.
+#: How often the render's receiving thread looks at its stop flag and at the muxer.
 POLL_S = 0.1
+#: Seconds of output per encoder run: whole keyframe intervals (one a second).
+SEGMENT_S = 2
+#: Encoder settings the encoders take from the writer's options; the rest go to the muxer.
+ENCODER_KEYS = ("width", "height", "fps", "preset", "nvenc", "crf")
+
+__all__ = ["DecodeJob", "FrameProcesses", "MediaWorkers"]
 
 
-@dataclass(frozen=True)
-class DecodeJob:
-    """What the decoder needs: the clip, the output length and where the faces are."""
-
-    clip: Path
-    size: tuple[int, int]
-    fps: float
-    n_clip: int
-    n_out: int
-    chunk: int
-    present: NDArray[np.bool_]
-    boxes: NDArray[np.int32]
-
-
-def decode(conn: Connection, ring: FrameRing, job: DecodeJob) -> None:
-    """Decode the clip back and forth into the ring; send (start, clip indices, crops)."""
-    from engines.wav2lip_blend import face_crop_i420
-    from engines.wav2lip_io import iter_pingpong
-
-    busy, start, t = 0.0, 0, time.perf_counter()
-    index: list[int] = []
-    crops: list[U8] = []
-    for i, (clip_index, frame) in enumerate(
-        iter_pingpong(job.clip, job.n_clip, job.n_out, job.fps)
-    ):
-        busy += time.perf_counter() - t
-        while i - ring.encoded >= ring.slots:  # wait for the encoder to free the slot
-            time.sleep(WAIT_S)
-        t = time.perf_counter()
-        np.copyto(ring.frame(i), frame.reshape(ring.shape))
-        index.append(clip_index)
-        if job.present[clip_index]:
-            crops.append(face_crop_i420(frame, job.boxes[clip_index], job.size))
-        if len(index) == job.chunk or i == job.n_out - 1:
-            busy += time.perf_counter() - t
-            conn.send((start, index, _stack(crops)))
-            start, index, crops, t = i + 1, [], [], time.perf_counter()
-    busy += time.perf_counter() - t
-    if index:
-        conn.send((start, index, _stack(crops)))
-    conn.send(("end", busy))
-
-
-def _stack(crops: list[U8]) -> U8:
-    """Crops as one array (possibly empty), which pickles as a single buffer."""
-    return np.stack(crops) if crops else np.zeros((0, 96, 96, 3), np.uint8)
-
-
-def encode(conn: Connection, ring: FrameRing, writer: dict[str, Any]) -> None:
-    """Encode ring frames as (start, count) messages name them; close the file on None."""
-    from engines.wav2lip_io import I420Writer
-
-    busy, t = 0.0, time.perf_counter()
-    with I420Writer(**writer) as out:
-        if out.codec == "libx264":
-            # PyAV opens encoders with slice threads; x264's frame threads are much faster.
-            out.video.codec_context.thread_type = "FRAME"
-        while (msg := conn.recv()) is not None:
-            t = time.perf_counter()
-            start, count = msg
-            for i in range(start, start + count):
-                out.write(ring.frame(i))
-                ring.counter[0] = i + 1
-            busy += time.perf_counter() - t
-        t = time.perf_counter()
-    conn.send(("end", busy + time.perf_counter() - t, out.codec))
-
-
-def serve(role: str, conn: Connection) -> None:
-    """A child's loop: one render per job message, until the engine closes the socket."""
-    while True:
-        try:
-            ring_name, size, slots, spec = conn.recv()
-        except (EOFError, OSError):
-            return
-        ring = FrameRing(size, slots, ring_name)
-        try:
-            if role == "decoder":
-                decode(conn, ring, spec)
-            else:
-                encode(conn, ring, spec)
-        except (EOFError, OSError):
-            return  # the engine went away
-        except BaseException:
-            lines = traceback.format_exc().strip().splitlines()
-            with contextlib.suppress(OSError):
-                conn.send(("error", lines[-1]))
-            return  # the engine discards a child that failed
-        finally:
-            ring.close()
+def _socketpair() -> tuple[Connection, socket.socket]:
+    """A connection for this side and the socket to hand a child."""
+    ours, theirs = socket.socketpair()
+    return Connection(ours.detach()), theirs
 
 
 class MediaWorkers:
-    """The engine's decoder and encoder processes, and the frame ring they share."""
+    """An engine's decoder, encoders and muxer, and the frame ring they share."""
 
-    def __init__(self) -> None:
-        self._procs: dict[str, tuple[subprocess.Popen[bytes], Connection]] = {}
+    def __init__(self, encoders: int = 1) -> None:
+        if not 1 <= encoders <= MAX_ENCODERS:
+            raise EngineError(f"encoder processes must be 1 to {MAX_ENCODERS}, not {encoders}")
+        self.encoders = encoders
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self.conns: dict[str, Connection] = {}
         self.ring: FrameRing | None = None
 
     @property
     def pids(self) -> list[int]:
         """Process ids of the running children."""
-        return [proc.pid for proc, _ in self._procs.values()]
+        return [proc.pid for proc in self._procs]
 
     def start(self) -> None:
-        """Start whichever child is not running (imports take a moment; done at engine load)."""
-        root = Path(__file__).resolve().parents[1]
-        for role in ROLES:
-            if role in self._procs and self._procs[role][0].poll() is None:
-                continue
-            ours, theirs = socket.socketpair()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, role, str(theirs.fileno())],
-                cwd=root,
-                pass_fds=[theirs.fileno()],
-            )
-            theirs.close()
-            self._procs[role] = (proc, Connection(ours.detach()))
+        """Start the children unless all run (their imports take a moment: do it at load)."""
+        if self._procs and all(proc.poll() is None for proc in self._procs):
+            return
+        self.stop()
+        links = [socket.socketpair() for _ in range(self.encoders)]
+        self._spawn("decoder", [])
+        for k, (enc_side, _) in enumerate(links):
+            self._spawn(f"encoder{k}", [enc_side])
+        self._spawn("muxer", [mux_side for _, mux_side in links])
 
-    def connections(self, size: tuple[int, int], slots: int) -> tuple[Connection, Connection]:
-        """Make sure both children run and the ring fits; return their sockets."""
+    def _spawn(self, name: str, links: list[socket.socket]) -> None:
+        """Start one child with its socket to the engine and its links to other children."""
+        conn, theirs = _socketpair()
+        socks = [theirs, *links]
+        fds = [s.fileno() for s in socks]
+        role = name.rstrip("0123456789")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engines.media_children", role, *map(str, fds)],
+            cwd=Path(__file__).resolve().parents[1],
+            pass_fds=fds,
+        )
+        for s in socks:
+            s.close()
+        self._procs.append(proc)
+        self.conns[name] = conn
+
+    def prepare(self, size: tuple[int, int], slots: int) -> FrameRing:
+        """Make sure the children run and the ring fits; zero its counters."""
         self.start()
         ring = self.ring
         if ring is None or ring.size != size or ring.slots != slots:
             if ring is not None:
                 ring.close()
             self.ring = ring = FrameRing(size, slots)
-        ring.counter[0] = 0
-        return self._procs["decoder"][1], self._procs["encoder"][1]
+        ring.counters[:] = 0
+        return ring
 
     def stop(self) -> None:
-        """Kill both children (after a failure they may be mid-message)."""
-        for proc, conn in self._procs.values():
+        """Kill the children (after a failure they may be mid-message)."""
+        for conn in self.conns.values():
             conn.close()
+        for proc in self._procs:
             proc.kill()
             proc.wait()
-        self._procs.clear()
+        self._procs, self.conns = [], {}
 
     def close(self) -> None:
         """Stop the children and free the ring."""
@@ -201,27 +132,33 @@ class FrameProcesses:
         self.busy: dict[str, float] = {}
         self.codec = ""
         self._done = False
-        self._dec, self._enc = workers.connections(job.size, slots)
-        assert workers.ring is not None
-        self.ring = workers.ring
-        self._dec.send((self.ring.name, job.size, slots, job))
-        self._enc.send((self.ring.name, job.size, slots, writer))
+        self.ring = workers.prepare(job.size, slots)
+        self.layout = Layout(workers.encoders, SEGMENT_S * int(writer["fps"]))
+        head = (self.ring.name, job.size, slots)
+        conns = workers.conns
+        self._dec, self._mux = conns["decoder"], conns["muxer"]
+        self._encs = [conns[f"encoder{k}"] for k in range(workers.encoders)]
+        spec = {key: writer[key] for key in ENCODER_KEYS if key in writer}
+        self._dec.send((*head, (job, self.layout)))
+        for k, enc in enumerate(self._encs):
+            enc.send((*head, (k, self.layout, spec)))
+        self._mux.send((*head, (writer, self.layout)))
 
     @property
     def encoded(self) -> int:
-        """Frames the encoder has written so far."""
-        return self.ring.encoded
+        """Frames written to the file so far."""
+        return self.ring.written
 
     def chunks(self, stopped: Callable[[], bool]) -> Iterator[Chunk]:
         """Yield (start, frames as ring views, clip indices, crops) as the decoder sends them.
 
-        Returns early once `stopped()`; raises as soon as either child fails or dies (the
-        encoder says nothing before `finish` unless it failed).
+        Returns early once `stopped()`; raises as soon as a child fails or dies (the muxer
+        says nothing before `finish` unless something failed).
         """
         while not stopped():
-            if self._enc.poll():
-                self._recv(self._enc, "encoder")
-                raise EngineError("wav2lip encoder process stopped early")
+            if self._mux.poll():
+                self._recv(self._mux, "muxer")
+                raise EngineError("wav2lip muxer process stopped early")
             if not self._dec.poll(POLL_S):
                 continue
             msg = self._recv(self._dec, "decoder")
@@ -232,14 +169,19 @@ class FrameProcesses:
             yield start, [self.ring.frame(start + k) for k in range(len(index))], index, crops
 
     def write(self, start: int, count: int) -> None:
-        """Hand frames start..start+count-1 (composited in their slots) to the encoder."""
-        self._enc.send((start, count))
+        """Hand frames start..start+count-1 (composited in their slots) to their encoders."""
+        i, end, run = start, start + count, self.layout.segment
+        while i < end:
+            stop = min(end, (i // run + 1) * run)
+            self._encs[self.layout.owner(i)].send((i, stop - i))
+            i = stop
 
     def finish(self) -> None:
-        """Let the encoder flush and close the file; raise if it failed."""
-        self._enc.send(None)
-        msg = self._recv(self._enc, "encoder")
-        self.busy["encode"], self.codec = float(msg[1]), str(msg[2])
+        """Let the encoders flush and the muxer close the file; raise if any of them failed."""
+        for enc in self._encs:
+            enc.send(None)
+        msg = self._recv(self._mux, "muxer")
+        self.busy["mux"], self.busy["encode"], self.codec = float(msg[1]), float(msg[2]), msg[3]
         self._done = True
 
     def _recv(self, conn: Connection, who: str) -> Any:
@@ -260,15 +202,3 @@ class FrameProcesses:
         if not self._done:
             self.workers.stop()
             Path(self.writer["path"]).unlink(missing_ok=True)
-
-
-def main() -> None:
-    """Entry point of a child: `python -m engines.wav2lip_procs decoder|encoder FD`."""
-    role, fd = sys.argv[1], int(sys.argv[2])
-    if role not in ROLES:
-        raise SystemExit(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    serve(role, Connection(fd))
-
-
-if __name__ == "__main__":
-    main()

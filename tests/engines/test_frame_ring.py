@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.frame_ring import FrameRing, fits_in_shm, ring_bytes
+from engines.frame_ring import WRITTEN, FrameRing, fits_in_shm, ring_bytes
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -17,9 +17,9 @@ def test_a_second_mapping_sees_the_same_frames_and_counter() -> None:
     other = FrameRing((64, 32), slots=3, name=ring.name)
     assert ring.frame(0).shape == (48, 64)
     ring.frame(4)[:] = 7  # frame 4 lives in slot 1
-    other.counter[0] = 5
+    other.counters[WRITTEN] = 5
     assert np.all(other.frame(1) == 7) and np.all(other.frame(0) == 0)
-    assert ring.encoded == 5
+    assert ring.written == 5
     path = Path("/dev/shm") / ring.name
     other.close()
     assert path.exists()  # a mapping by name never removes the block
