@@ -92,6 +92,8 @@ def decode(conn: Connection, ring: FrameRing, job: DecodeJob, layout: Layout) ->
         busy += time.perf_counter() - t
         old = i - ring.slots  # the frame whose slot this one takes
         while old >= 0 and ring.counters[layout.owner(old)] <= old:
+            if conn.poll():  # the render sends nothing mid-render: this is its end
+                raise EOFError("the render went away")
             time.sleep(WAIT_S)
         t = time.perf_counter()
         np.copyto(ring.frame(i), frame.reshape(ring.shape))

@@ -283,17 +283,7 @@ class Wav2LipEngine:
 
         slots = 2 * plan.batch + 4 * plan.chunk
         if self.split and fits_in_shm(plan.size, slots):
-            job = DecodeJob(
-                plan.clip,
-                plan.size,
-                plan.fps,
-                plan.n_clip,
-                plan.n_out,
-                plan.chunk,
-                plan.present,
-                plan.boxes,
-            )
-            with FrameProcesses(job, options, slots, self.media_workers) as procs:
+            with FrameProcesses(decode_job(plan), options, slots, self.media_workers) as procs:
                 clock = render_stream(plan, generator, procs, report)
             return clock, procs.codec, True
         writer = I420Writer(**options)
@@ -335,6 +325,12 @@ class Wav2LipEngine:
         if self.blend == "torch":
             plan.compositor = TorchCompositor(self.device, plan.size)
         return plan, wav48, meta
+
+
+def decode_job(plan: RenderPlan, clip: Path | None = None) -> DecodeJob:
+    """What the decoder process needs of a plan (`clip` replaces the plan's, for tests)."""
+    fields = (plan.size, plan.fps, plan.n_clip, plan.n_out, plan.chunk, plan.present, plan.boxes)
+    return DecodeJob(clip or plan.clip, *fields)
 
 
 def _clip_indices(plan: RenderPlan) -> NDArray[np.int64]:

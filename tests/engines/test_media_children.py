@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from engines.media_children import Layout
+from engines.frame_ring import FrameRing
+from engines.media import VideoWriter
+from engines.media_children import DecodeJob, Layout
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -29,3 +40,34 @@ def test_runs_are_dealt_round_robin() -> None:
     layout = Layout(2, 3)
     assert [layout.owner(i) for i in range(12)] == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]
     assert layout.local(6) == 3 and layout.shift(3, 0) == 3
+
+
+def test_a_decoder_waiting_for_free_slots_exits_when_the_render_goes_away(
+    tmp_path: Path,
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, 64, 64, 25) as writer:
+        for i in range(10):
+            writer.write(np.full((64, 64, 3), i * 20, np.uint8))
+    ring = FrameRing((64, 64), slots=2)
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engines.media_children", "decoder", str(theirs.fileno())],
+        cwd=ROOT,
+        pass_fds=[theirs.fileno()],
+    )
+    theirs.close()
+    conn = Connection(ours.detach())
+    try:
+        job = DecodeJob(
+            clip, (64, 64), 25.0, 10, 10, 1, np.zeros(10, bool), np.zeros((10, 4), np.int32)
+        )
+        conn.send((ring.name, (64, 64), 2, (job, Layout(1, 50))))
+        # Two frames fill both slots; nothing is ever encoded, so the decoder waits.
+        assert [conn.recv()[0] for _ in range(2)] == [0, 1]
+        assert not conn.poll(1.0) and child.poll() is None
+        conn.close()
+        assert child.wait(timeout=10) == 0
+    finally:
+        child.kill()
+        ring.close()

@@ -18,7 +18,7 @@ import torch
 from numpy.typing import NDArray
 
 from engines import media
-from engines.wav2lip import Wav2LipEngine
+from engines.wav2lip import Wav2LipEngine, decode_job
 from engines.wav2lip_pipeline import RenderPlan, render_stream
 from engines.wav2lip_procs import DecodeJob, FrameProcesses, MediaWorkers
 from jayavatar.errors import EngineError
@@ -67,16 +67,7 @@ def decode(path: Path) -> list[NDArray[np.uint8]]:
 
 def job_for(plan: RenderPlan, clip: Path | None = None) -> DecodeJob:
     """The decoder's share of a plan."""
-    return DecodeJob(
-        clip or plan.clip,
-        plan.size,
-        plan.fps,
-        plan.n_clip,
-        plan.n_out,
-        plan.chunk,
-        plan.present,
-        plan.boxes,
-    )
+    return decode_job(plan, clip)
 
 
 def writer_options(plan: RenderPlan, out: Path, **extra: Any) -> dict[str, Any]:
@@ -212,7 +203,7 @@ def test_an_encoder_that_cannot_open_fails_with_its_reason(
 KILLED_RENDER = """
 import json, sys, time
 from pathlib import Path
-from engines.wav2lip import Wav2LipEngine
+from engines.wav2lip import Wav2LipEngine, decode_job
 from engines.wav2lip_pipeline import render_stream
 from engines.wav2lip_procs import FrameProcesses, MediaWorkers
 from jayavatar.settings import Settings
