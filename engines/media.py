@@ -248,7 +248,7 @@ def nvenc_available() -> bool:
 
 
 def video_options(
-    codec: str, fps: int, crf: int, preset: str, bitrate: int | None
+    codec: str, fps: int, crf: int, preset: str, bitrate: int | None, tune: str | None = None
 ) -> dict[str, str]:
     """Encoder options: constant quality, or a capped bit rate; a keyframe every second."""
     options: dict[str, str]
@@ -257,6 +257,8 @@ def video_options(
     else:
         # forced-idr: a keyframe asked for by a frame is an IDR, where a stream may be cut.
         options = {"preset": preset, "crf": str(crf), "forced-idr": "1"}
+        if tune is not None:
+            options["tune"] = tune
     # One keyframe a second keeps seeking (back-and-forth looping) cheap.
     options["g"] = str(fps)
     if bitrate is not None:
@@ -289,6 +291,7 @@ class VideoWriter:
         bitrate: int | None = None,
         audio_bitrate: int = 128_000,
         metadata: dict[str, str] | None = None,
+        tune: str | None = None,
     ) -> None:
         if width % 2 or height % 2:
             raise EngineError(f"H.264 yuv420p needs even sizes, got {width}x{height}")
@@ -304,14 +307,14 @@ class VideoWriter:
         for key, value in (metadata or {}).items():
             self.container.metadata[key] = value
         self.codec = "h264_nvenc" if nvenc and nvenc_available() else "libx264"
-        self.video = self._add_video(width, height, crf, preset, bitrate)
+        self.video = self._add_video(width, height, crf, preset, bitrate, tune)
         self.audio_stream = None if self.audio is None else self._add_audio(audio_bitrate)
 
     def _add_video(
-        self, width: int, height: int, crf: int, preset: str, bitrate: int | None
+        self, width: int, height: int, crf: int, preset: str, bitrate: int | None, tune: str | None
     ) -> Any:
         """Add the H.264 stream with either constant quality or a capped bit rate."""
-        options = video_options(self.codec, self.fps, crf, preset, bitrate)
+        options = video_options(self.codec, self.fps, crf, preset, bitrate, tune)
         stream = self.container.add_stream(self.codec, rate=self.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, self.fps)

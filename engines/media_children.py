@@ -18,15 +18,18 @@ serves one render per job message until its socket to the engine closes.
 from __future__ import annotations
 
 import contextlib
+import queue
 import sys
+import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 import av
 import numpy as np
@@ -41,6 +44,9 @@ U8: TypeAlias = NDArray[np.uint8]
 Packet: TypeAlias = tuple[bytes, int, int, bool]
 #: How long the decoder sleeps while every slot still waits for its encoder.
 WAIT_S = 0.001
+#: Decoded frames the decoder's decoding thread may run ahead of its copying thread.
+AHEAD = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,13 @@ class DecodeJob:
 def decode(conn: Connection, ring: FrameRing, job: DecodeJob, layout: Layout) -> None:
     """Decode the clip into the ring; send (start, clip indices, crops) chunks, then the end."""
     from engines.wav2lip_blend import face_crop_i420
-    from engines.wav2lip_io import iter_pingpong
+    from engines.wav2lip_io import copy_i420, iter_pingpong_frames
 
     busy, start, t = 0.0, 0, time.perf_counter()
     index: list[int] = []
     crops: list[U8] = []
-    frames = iter_pingpong(job.clip, job.n_clip, job.n_out, job.fps)
-    for i, (clip_index, frame) in enumerate(frames):
+    frames = iter_pingpong_frames(job.clip, job.n_clip, job.n_out, job.fps)
+    for i, (clip_index, frame) in enumerate(in_thread(frames, AHEAD)):
         busy += time.perf_counter() - t
         old = i - ring.slots  # the frame whose slot this one takes
         while old >= 0 and ring.counters[layout.owner(old)] <= old:
@@ -96,10 +102,11 @@ def decode(conn: Connection, ring: FrameRing, job: DecodeJob, layout: Layout) ->
                 raise EOFError("the render went away")
             time.sleep(WAIT_S)
         t = time.perf_counter()
-        np.copyto(ring.frame(i), frame.reshape(ring.shape))
+        slot = ring.frame(i)
+        copy_i420(frame, slot)
         index.append(clip_index)
         if job.present[clip_index]:
-            crops.append(face_crop_i420(frame, job.boxes[clip_index], job.size))
+            crops.append(face_crop_i420(slot, job.boxes[clip_index], job.size))
         if len(index) == job.chunk:
             busy += time.perf_counter() - t
             conn.send((start, index, _stack(crops)))
@@ -108,6 +115,51 @@ def decode(conn: Connection, ring: FrameRing, job: DecodeJob, layout: Layout) ->
     if index:
         conn.send((start, index, _stack(crops)))
     conn.send(("end", busy))
+
+
+def in_thread(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Yield `items` as a thread of their own produces them, at most `depth` ahead.
+
+    PyAV decodes without holding the GIL, so the next frames decode while this thread
+    copies and crops the last ones. Errors in the producer are raised here; leaving the
+    loop early stops the producer and closes `items`.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                q.put(entry, timeout=WAIT_S * 100)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:
+            put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _stack(crops: list[U8]) -> U8:

@@ -80,11 +80,20 @@ def write_roi(
 def iter_pingpong(
     path: Path, n_clip: int, n_out: int, fps: float, gop: int | None = None
 ) -> Iterator[tuple[int, U8]]:
-    """Yield (clip index, I420 frame) for `n_out` frames playing the clip forth and back.
+    """Yield (clip index, I420 array) for `n_out` frames playing the clip forth and back."""
+    for index, frame in iter_pingpong_frames(path, n_clip, n_out, fps, gop):
+        yield index, frame.to_ndarray(format="yuv420p")
+
+
+def iter_pingpong_frames(
+    path: Path, n_clip: int, n_out: int, fps: float, gop: int | None = None
+) -> Iterator[tuple[int, Any]]:
+    """Yield (clip index, decoded `av.VideoFrame`) for `n_out` frames, forth and back.
 
     Same order as `media.pingpong_index`. Backward runs decode one keyframe interval (`gop`
     frames, one second in prepared clips) at a time and hand it out reversed, so each frame
-    is decoded once and memory holds at most one interval.
+    is decoded once and memory holds at most one interval. A frame may be handed out more
+    than once (a clip shorter than its track says): copy, never write into, what comes out.
     """
     if n_clip <= 0 or n_out <= 0:
         return
@@ -93,7 +102,7 @@ def iter_pingpong(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
 
-        def span(a: int, b: int) -> Iterator[U8]:
+        def span(a: int, b: int) -> Iterator[Any]:
             return _span(container, stream, fps, a, b)
 
         i = 0
@@ -101,6 +110,15 @@ def iter_pingpong(
             indices = _next_run(i, n_clip, n_out)
             yield from zip(indices, _read_run(span, indices, gop), strict=True)
             i += len(indices)
+
+
+def copy_i420(frame: Any, out: U8) -> None:
+    """Copy a decoded yuv420p `av.VideoFrame` into an I420 array, plane by plane."""
+    height, width = out.shape[0] * 2 // 3, out.shape[1]
+    for plane, dest in zip(frame.planes, planes(out, width, height), strict=True):
+        rows, cols = dest.shape
+        src = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        np.copyto(dest, src[:rows, :cols])
 
 
 def _next_run(i: int, n_clip: int, n_out: int) -> range:
@@ -115,7 +133,7 @@ def _next_run(i: int, n_clip: int, n_out: int) -> range:
     return range(start, max(0, start - (n_out - i)), -1)
 
 
-def _read_run(span: Callable[[int, int], Iterator[U8]], indices: range, gop: int) -> Iterator[U8]:
+def _read_run(span: Callable[[int, int], Iterator[Any]], indices: range, gop: int) -> Iterator[Any]:
     """Frames of one run, in the run's order."""
     if indices.step > 0:
         yield from span(indices.start, indices.stop)
@@ -128,7 +146,7 @@ def _read_run(span: Callable[[int, int], Iterator[U8]], indices: range, gop: int
         top = a
 
 
-def _span(container: Any, stream: Any, fps: float, a: int, b: int) -> Iterator[U8]:
+def _span(container: Any, stream: Any, fps: float, a: int, b: int) -> Iterator[Any]:
     """Decode frames a..b-1 after seeking to the keyframe at or before frame a."""
     container.seek(int(a / fps / stream.time_base), stream=stream, backward=True)
     want, last = a, None
@@ -136,15 +154,16 @@ def _span(container: Any, stream: Any, fps: float, a: int, b: int) -> Iterator[U
         index = round(float(frame.time or 0.0) * fps)
         if index < want:
             continue
-        last = frame.to_ndarray(format="yuv420p")
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        last = frame
         yield last
         want += 1
         if want >= b:
             return
-    # A clip shorter than its track says: repeat the last frame rather than stop short
-    # (as copies: every frame handed out is the caller's to blend into).
+    # A clip shorter than its track says: repeat the last frame rather than stop short.
     while want < b and last is not None:
-        yield last.copy()
+        yield last
         want += 1
 
 

@@ -36,6 +36,8 @@ def check_prepared(out: Path, meta: dict[str, object]) -> FaceTrack:
         assert float(v.average_rate) == 25.0
         assert (v.codec_context.width, v.codec_context.height) == (meta["width"], meta["height"])
         assert v.frames == meta["frames"]
+    # Encoded for fast decoding (x264 writes its settings into the stream).
+    assert b"cabac=0" in (out / "clip.mp4").read_bytes()
     track = FaceTrack.load(out / "track.npz")
     assert len(track) == meta["frames"]
     assert (track.width, track.height, track.fps) == (meta["width"], meta["height"], 25.0)

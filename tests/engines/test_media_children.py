@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 
 from engines.frame_ring import FrameRing
 from engines.media import VideoWriter
-from engines.media_children import DecodeJob, Layout
+from engines.media_children import DecodeJob, Layout, in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +43,35 @@ def test_runs_are_dealt_round_robin() -> None:
     layout = Layout(2, 3)
     assert [layout.owner(i) for i in range(12)] == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]
     assert layout.local(6) == 3 and layout.shift(3, 0) == 3
+
+
+def test_in_thread_yields_everything_in_order_and_passes_errors_on() -> None:
+    assert list(in_thread(iter(range(100)), 3)) == list(range(100))
+
+    def broken() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad frame")
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame"):
+        for item in in_thread(broken(), 3):
+            got.append(item)
+    assert got == [1]
+
+
+def test_leaving_in_thread_early_stops_and_closes_the_source() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.set()
+
+    items = in_thread(endless(), 2)
+    assert next(items) == 0
+    items.close()  # what leaving a for loop over it does
+    assert closed.wait(timeout=10)
 
 
 def test_a_decoder_waiting_for_free_slots_exits_when_the_render_goes_away(

@@ -11,7 +11,16 @@ import pytest
 from numpy.typing import NDArray
 
 from engines import media
-from engines.wav2lip_io import I420Writer, even_box, iter_pingpong, planes, roi_to_rgb, write_roi
+from engines.wav2lip_io import (
+    I420Writer,
+    copy_i420,
+    even_box,
+    iter_pingpong,
+    iter_pingpong_frames,
+    planes,
+    roi_to_rgb,
+    write_roi,
+)
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -53,6 +62,17 @@ def test_pingpong_reads_every_frame_in_back_and_forth_order(
     for index, frame in got:
         assert np.array_equal(frame, decoded[index]), index
     assert len({id(frame) for _, frame in got}) == n_out  # each frame is the caller's own
+
+
+def test_decoded_frames_copy_into_an_i420_array_plane_by_plane(
+    clip: Path, decoded: list[NDArray[np.uint8]]
+) -> None:
+    # At this width the chroma rows are padded (line size > 48): the copy must skip the padding.
+    out = np.full_like(decoded[0], 7)
+    for index, frame in iter_pingpong_frames(clip, 30, 60, FPS):
+        assert frame.planes[1].line_size >= W // 2
+        copy_i420(frame, out)
+        assert np.array_equal(out, decoded[index]), index
 
 
 def test_a_track_longer_than_the_clip_repeats_its_last_frame(

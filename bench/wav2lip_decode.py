@@ -1,0 +1,111 @@
+"""Where the split render's decoder process spends its time, per frame, on this host's CPUs.
+
+The decoder feeds every other stage; this times its parts one by one on a synthetic
+prepared avatar: decoding the clip back and forth (as a render plays it) or straight
+through, the same clip encoded without `tune=fastdecode`, copying frames into a ring, and
+cutting the generator crops. Prints a table.
+
+    python -m bench.wav2lip_decode [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from bench.wav2lip_synth import FPS, make_avatar
+from engines import media, wav2lip_io
+from engines.avatar_prep import CLIP_CRF, CLIP_PRESET
+from engines.facetrack import FaceTrack
+from engines.wav2lip_blend import face_crop_i420
+
+
+def timed(frames: Iterator[object], n: int) -> float:
+    """Frames per second of draining `frames` (n of them)."""
+    t = time.perf_counter()
+    for _ in frames:
+        pass
+    return n / (time.perf_counter() - t)
+
+
+def per_frame(work: Callable[[int], object], n: int) -> float:
+    """Frames per second of calling `work(i)` for i < n."""
+    t = time.perf_counter()
+    for i in range(n):
+        work(i)
+    return n / (time.perf_counter() - t)
+
+
+def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, float]]:
+    """Decoder parts for one avatar: each as frames per second."""
+    track = FaceTrack.load(avatar / "track.npz")
+    clip, n_clip = avatar / "clip.mp4", len(track.present)
+    frames = [f for _, f in wav2lip_io.iter_pingpong(clip, n_clip, min(n_clip, 100), FPS)]
+    ring = np.zeros((32, *frames[0].shape), np.uint8)
+    boxes = np.asarray(track.boxes, np.int32)
+    size = (track.width, track.height)
+    plain = reencode(clip, avatar / "plain.mp4", {})
+
+    def play(path: Path, n: int, gop: int | None = None) -> float:
+        return timed(wav2lip_io.iter_pingpong(path, n_clip, n, FPS, gop), n)
+
+    def copy(i: int) -> None:
+        np.copyto(ring[i % 32], frames[i % len(frames)])
+
+    def crop(i: int) -> None:
+        face_crop_i420(frames[i % len(frames)], boxes[i % len(frames)], size)
+
+    return [
+        (f"{label}: decode back and forth (prepared clip)", play(clip, n_out)),
+        (f"{label}: decode straight through (prepared clip)", play(clip, n_clip)),
+        (f"{label}: decode back and forth, {4 * FPS}-frame pieces", play(clip, n_out, 4 * FPS)),
+        (f"{label}: decode back and forth, clip without tune=fastdecode", play(plain, n_out)),
+        (f"{label}: copy into ring", per_frame(copy, 2000)),
+        (f"{label}: generator crop", per_frame(crop, 2000)),
+    ]
+
+
+def reencode(src: Path, dst: Path, extra: dict[str, str]) -> Path:
+    """The clip encoded again as prepared clips are, with `extra` x264 options."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        istream = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = istream.width, istream.height, "yuv420p"
+        options = media.video_options("libx264", FPS, CLIP_CRF, CLIP_PRESET, None)
+        stream.options = {**options, **extra}
+        for i, frame in enumerate(inp.decode(istream)):
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return dst
+
+
+def main() -> None:
+    """Build the avatars, time the parts, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small clips, for a smoke run")
+    args = parser.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, width, height, clip_s, audio_s in [
+            ("720p", 1280, 720, 10.0, 60.0),
+            ("1080p", 1920, 1080, 10.0, 60.0),
+        ]:
+            avatar = make_avatar(Path(tmp) / label, width, height, max(2.0, clip_s * scale))
+            rows += rows_for(label, avatar, round(audio_s * scale * FPS))
+    print(f"\nhost: {os.cpu_count()} CPUs\n\n| part | frames/s |\n|---|---|")
+    for name, fps in rows:
+        print(f"| {name} | {fps:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
