@@ -19,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from bench.wav2lip_synth import FPS, make_avatar
@@ -28,23 +29,25 @@ from engines.facetrack import FaceTrack
 from engines.wav2lip_blend import face_crop_i420
 
 
-def timed(frames: Iterator[object], n: int) -> float:
-    """Frames per second of draining `frames` (n of them)."""
-    t = time.perf_counter()
+def timed(frames: Iterator[object], n: int) -> str:
+    """Frames per second of draining `frames` (n of them), and CPU ms a frame it took."""
+    t, c = time.perf_counter(), time.process_time()
     for _ in frames:
         pass
-    return n / (time.perf_counter() - t)
+    cpu_ms = (time.process_time() - c) * 1e3 / n
+    return f"{n / (time.perf_counter() - t):,.0f} | {cpu_ms:.2f}"
 
 
-def per_frame(work: Callable[[int], object], n: int) -> float:
-    """Frames per second of calling `work(i)` for i < n."""
-    t = time.perf_counter()
+def per_frame(work: Callable[[int], object], n: int) -> str:
+    """Frames per second of calling `work(i)` for i < n, and CPU ms a frame."""
+    t, c = time.perf_counter(), time.process_time()
     for i in range(n):
         work(i)
-    return n / (time.perf_counter() - t)
+    cpu_ms = (time.process_time() - c) * 1e3 / n
+    return f"{n / (time.perf_counter() - t):,.0f} | {cpu_ms:.2f}"
 
 
-def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, float]]:
+def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, str]]:
     """Decoder parts for one avatar: each as frames per second."""
     track = FaceTrack.load(avatar / "track.npz")
     clip, n_clip = avatar / "clip.mp4", len(track.present)
@@ -54,8 +57,9 @@ def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, float]]:
     size = (track.width, track.height)
     plain = reencode(clip, avatar / "plain.mp4", {})
 
-    def play(path: Path, n: int, gop: int | None = None) -> float:
-        return timed(wav2lip_io.iter_pingpong(path, n_clip, n, FPS, gop), n)
+    def play(path: Path, n: int, gop: int | None = None, threads: int = 0) -> str:
+        frames = wav2lip_io.iter_pingpong_frames(path, n_clip, n, FPS, gop, threads)
+        return timed(frames, n)
 
     def copy(i: int) -> None:
         np.copyto(ring[i % 32], frames[i % len(frames)])
@@ -67,10 +71,25 @@ def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, float]]:
         (f"{label}: decode back and forth (prepared clip)", play(clip, n_out)),
         (f"{label}: decode straight through (prepared clip)", play(clip, n_clip)),
         (f"{label}: decode back and forth, {4 * FPS}-frame pieces", play(clip, n_out, 4 * FPS)),
+        *[
+            (f"{label}: decode back and forth, {n} threads", play(clip, n_out, threads=n))
+            for n in (1, 2, 4, 8)
+        ],
         (f"{label}: decode back and forth, clip without tune=fastdecode", play(plain, n_out)),
         (f"{label}: copy into ring", per_frame(copy, 2000)),
         (f"{label}: generator crop", per_frame(crop, 2000)),
+        (f"{label}: generator crop, OpenCV on one thread", single_threaded(crop)),
     ]
+
+
+def single_threaded(work: Callable[[int], object]) -> str:
+    """`per_frame(work)` with OpenCV held to one thread (as the decoder process holds it)."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return per_frame(work, 2000)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def reencode(src: Path, dst: Path, extra: dict[str, str]) -> Path:
@@ -94,7 +113,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small clips, for a smoke run")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, width, height, clip_s, audio_s in [
             ("720p", 1280, 720, 10.0, 60.0),
@@ -102,9 +121,9 @@ def main() -> None:
         ]:
             avatar = make_avatar(Path(tmp) / label, width, height, max(2.0, clip_s * scale))
             rows += rows_for(label, avatar, round(audio_s * scale * FPS))
-    print(f"\nhost: {os.cpu_count()} CPUs\n\n| part | frames/s |\n|---|---|")
-    for name, fps in rows:
-        print(f"| {name} | {fps:,.0f} |")
+    print(f"\nhost: {os.cpu_count()} CPUs\n\n| part | frames/s | CPU ms/frame |\n|---|---|---|")
+    for name, cells in rows:
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -109,14 +109,35 @@ def feathered_mask(
     The fall-off is `feather` pixels wide and lies inside the polygon, so the mask is exactly
     zero outside it (and outside the returned box).
     """
+    box, inside = inside_distance(polygon, width, height, margin)
+    return Mask(box, feather_alpha(inside, feather))
+
+
+def inside_distance(
+    polygon: Floats, width: int, height: int, margin: int = 2
+) -> tuple[Box, Floats]:
+    """The box around `polygon` and, over it, each pixel's distance to the polygon's outside."""
     box = box_around(polygon, margin, width, height)
     hard = np.zeros((box.height, box.width), np.uint8)
     pts = np.round((polygon - [box.x1, box.y1]) * 4).astype(np.int32)
     cv2.fillPoly(hard, [pts], (255,), lineType=cv2.LINE_8, shift=2)
-    inside = cv2.distanceTransform(hard, cv2.DIST_L2, 5)
+    inside = np.asarray(cv2.distanceTransform(hard, cv2.DIST_L2, 5), dtype=np.float32)
+    return box, inside
+
+
+def feather_alpha(inside: Floats, feather: float) -> Floats:
+    """Mask weights from inside distances: a smoothstep over the `feather` pixels at the edge."""
     t = np.clip(inside / max(feather, 1e-3), 0.0, 1.0)
-    alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no visible edge
-    return Mask(box, alpha)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no visible edge
+
+
+def mouth_jaw_feather(landmarks: Floats) -> float:
+    """The mouth-jaw mask's feather: 0.3 mouth widths, but narrower than the nose-to-mouth gap."""
+    left, right = landmarks[MOUTH_LEFT], landmarks[MOUTH_RIGHT]
+    mouth_w = float(np.linalg.norm(right - left))
+    centre = landmarks[[INNER_UPPER_MID, INNER_LOWER_MID]].mean(axis=0)
+    nose_gap = float(np.linalg.norm(centre - landmarks[NOSE_BASE]))
+    return max(2.0, min(0.3 * mouth_w, 0.8 * nose_gap))
 
 
 def mouth_jaw_mask(landmarks: Floats, width: int, height: int, chin_room: float = 0.35) -> Mask:
@@ -125,13 +146,8 @@ def mouth_jaw_mask(landmarks: Floats, width: int, height: int, chin_room: float 
     The feather is 0.3 mouth widths, but never so wide that the lips themselves fade: the
     mouth centre always gets alpha 1.
     """
-    left, right = landmarks[MOUTH_LEFT], landmarks[MOUTH_RIGHT]
-    mouth_w = float(np.linalg.norm(right - left))
-    centre = landmarks[[INNER_UPPER_MID, INNER_LOWER_MID]].mean(axis=0)
-    nose_gap = float(np.linalg.norm(centre - landmarks[NOSE_BASE]))
-    feather = max(2.0, min(0.3 * mouth_w, 0.8 * nose_gap))
     polygon = mouth_jaw_polygon(landmarks, chin_room)
-    return feathered_mask(polygon, feather, width, height)
+    return feathered_mask(polygon, mouth_jaw_feather(landmarks), width, height)
 
 
 def match_color(patch: Image, reference: Image, weight: Floats | None = None) -> Image:

@@ -123,7 +123,7 @@ class Wav2LipEngine:
         *,
         batch: int | None = None,
         half: bool | None = None,
-        preset: str = "veryfast",
+        preset: str | None = None,
         workers: int | None = None,
         chunk: int = CHUNK,
         blend: str = "auto",
@@ -144,7 +144,7 @@ class Wav2LipEngine:
         cuda = self.device.type == "cuda"
         self.batch = batch or (CUDA_BATCH if cuda else CPU_BATCH)
         self.half = cuda if half is None else half
-        self.preset = preset
+        self.preset = preset or settings.wav2lip_preset
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.chunk = max(1, min(chunk, self.batch))
         if blend not in BLENDS:

@@ -86,7 +86,7 @@ def iter_pingpong(
 
 
 def iter_pingpong_frames(
-    path: Path, n_clip: int, n_out: int, fps: float, gop: int | None = None
+    path: Path, n_clip: int, n_out: int, fps: float, gop: int | None = None, threads: int = 0
 ) -> Iterator[tuple[int, Any]]:
     """Yield (clip index, decoded `av.VideoFrame`) for `n_out` frames, forth and back.
 
@@ -94,6 +94,7 @@ def iter_pingpong_frames(
     frames, one second in prepared clips) at a time and hand it out reversed, so each frame
     is decoded once and memory holds at most one interval. A frame may be handed out more
     than once (a clip shorter than its track says): copy, never write into, what comes out.
+    `threads` caps the decoder's threads (0: one per core).
     """
     if n_clip <= 0 or n_out <= 0:
         return
@@ -101,6 +102,7 @@ def iter_pingpong_frames(
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.thread_count = threads
 
         def span(a: int, b: int) -> Iterator[Any]:
             return _span(container, stream, fps, a, b)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # sentences decode together (0 = one at a time, coqui-tts's own path).
     xtts_precision: Literal["float32", "float16", "bfloat16"] = "float32"
     xtts_batch: int = Field(16, ge=0, le=64)
+    # x264 preset of wav2lip renders: superfast and ultrafast render faster where the host is
+    # short of cores (bench/results/wav2lip_h100.md), at larger files for the same quality.
+    wav2lip_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast"] = "veryfast"
     # Measure every render (sync, voice likeness, intelligibility, background) after delivery.
     quality_report: bool = True
 

@@ -167,6 +167,17 @@ def test_render_writes_an_mp4_as_long_as_the_audio(
     assert not list(work.glob("*.tmp.mp4"))
 
 
+def test_the_x264_preset_comes_from_settings(settings: Settings, avatar: Path, work: Path) -> None:
+    assert Wav2LipEngine(settings).preset == "veryfast"
+    fast = settings.model_copy(update={"wav2lip_preset": "ultrafast"})
+    out = work / "ultrafast.mp4"
+    Wav2LipEngine(fast, batch=8, workers=2).render(
+        avatar, work / "speech.wav", out, lambda f, _: None, {}
+    )
+    # x264 writes its settings into the stream; ultrafast is the preset without CABAC.
+    assert b"cabac=0" in out.read_bytes()
+
+
 @pytest.mark.parametrize("blend", ["numpy", "torch"])
 def test_outside_the_mask_frames_are_the_source_bit_for_bit(
     engine: Wav2LipEngine,

@@ -17,7 +17,14 @@ from engines.wav2lip_gpu_blend import TorchCompositor
 from engines.wav2lip_model import Wav2Lip
 from engines.wav2lip_pipeline import Generator
 from jayavatar.settings import Settings
-from tests.engines.test_wav2lip_gpu_blend import H, W, faces, inside_mask, textured_i420
+from tests.engines.test_wav2lip_gpu_blend import (
+    H,
+    W,
+    check_masks,
+    faces,
+    inside_mask,
+    textured_i420,
+)
 
 pytestmark = [pytest.mark.env("lipsync"), pytest.mark.gpu]
 
@@ -57,6 +64,11 @@ def test_render_runs_in_fp16_batches_on_cuda(tmp_path: Path) -> None:
     assert again["split"] and engine.media_workers.pids == pids
     assert media.probe(tmp_path / "again.mp4").frames == 175
     engine.close()
+
+
+def test_masks_finished_on_cuda_equal_the_numpy_masks() -> None:
+    # CUDA kernels may divide by a reciprocal: the last bit can differ, zeros may not.
+    check_masks(torch.device("cuda"), atol=1e-6)
 
 
 def test_the_compositor_on_cuda_matches_it_on_the_cpu() -> None:

@@ -8,8 +8,9 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
+from engines.compositing import inside_distance, mouth_jaw_feather, mouth_jaw_polygon
 from engines.wav2lip_blend import CROP, blend_mask, composite_i420
-from engines.wav2lip_gpu_blend import TorchCompositor, i420_to_rgb, rgb_to_i420
+from engines.wav2lip_gpu_blend import TorchCompositor, i420_to_rgb, mask_alpha, rgb_to_i420
 from tests.engines.test_wav2lip_blend import face_landmarks
 
 pytestmark = pytest.mark.env("lipsync")
@@ -61,6 +62,25 @@ def test_colour_conversions_equal_opencv_bit_for_bit() -> None:
     planes = rgb_to_i420(torch.from_numpy(noise).permute(2, 0, 1)[None].to(torch.int32))
     got = np.concatenate([p[0].numpy().reshape(-1) for p in planes])
     assert np.array_equal(got, cv2.cvtColor(noise, cv2.COLOR_RGB2YUV_I420).reshape(-1))
+
+
+def check_masks(device: torch.device, atol: float = 0.0) -> None:
+    """Masks finished by `mask_alpha` on `device` equal `blend_mask`'s (within `atol`)."""
+    boxes, landmarks, _ = faces(5)
+    for box, points in zip(boxes, landmarks, strict=True):
+        want = blend_mask((H, W), box, points)
+        mb, inside = inside_distance(mouth_jaw_polygon(points), W, H)
+        assert mb == want.box
+        local = torch.from_numpy((box - [mb.x1, mb.y1, mb.x1, mb.y1]).astype(np.float32)[None])
+        feather = torch.tensor([mouth_jaw_feather(points)])
+        args = (torch.from_numpy(inside)[None], feather, local)
+        got = mask_alpha(*(t.to(device) for t in args))[0].cpu().numpy()
+        assert want.alpha.any() and (got == 0).sum() == (want.alpha == 0).sum()
+        assert np.abs(got - want.alpha).max() <= atol
+
+
+def test_masks_finished_in_torch_equal_the_numpy_masks() -> None:
+    check_masks(CPU)
 
 
 def test_a_batch_matches_the_numpy_path_and_leaves_the_rest_alone() -> None:
