@@ -15,15 +15,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from bench.wav2lip_synth import FPS, make_avatar
-from engines import media, wav2lip_io
+from engines import wav2lip_io
 from engines.avatar_prep import CLIP_CRF, CLIP_PRESET
 from engines.facetrack import FaceTrack
 from engines.wav2lip_blend import face_crop_i420
@@ -55,7 +53,7 @@ def rows_for(label: str, avatar: Path, n_out: int) -> list[tuple[str, str]]:
     ring = np.zeros((32, *frames[0].shape), np.uint8)
     boxes = np.asarray(track.boxes, np.int32)
     size = (track.width, track.height)
-    plain = reencode(clip, avatar / "plain.mp4", {})
+    plain = plain_clip(clip, avatar / "plain.mp4", n_clip, size)
 
     def play(path: Path, n: int, gop: int | None = None, threads: int = 0) -> str:
         frames = wav2lip_io.iter_pingpong_frames(path, n_clip, n, FPS, gop, threads)
@@ -92,18 +90,11 @@ def single_threaded(work: Callable[[int], object]) -> str:
         cv2.setNumThreads(threads)
 
 
-def reencode(src: Path, dst: Path, extra: dict[str, str]) -> Path:
-    """The clip encoded again as prepared clips are, with `extra` x264 options."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        istream = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = istream.width, istream.height, "yuv420p"
-        options = media.video_options("libx264", FPS, CLIP_CRF, CLIP_PRESET, None)
-        stream.options = {**options, **extra}
-        for i, frame in enumerate(inp.decode(istream)):
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+def plain_clip(src: Path, dst: Path, n_clip: int, size: tuple[int, int]) -> Path:
+    """The clip encoded again as prepared clips are, but without `tune=fastdecode`."""
+    with wav2lip_io.I420Writer(dst, *size, FPS, crf=CLIP_CRF, preset=CLIP_PRESET) as writer:
+        for _, frame in wav2lip_io.iter_pingpong(src, n_clip, n_clip, FPS):
+            writer.write(frame)
     return dst
 
 

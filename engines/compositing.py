@@ -101,18 +101,6 @@ def mouth_jaw_polygon(landmarks: Floats, chin_room: float = 0.35) -> Floats:
     return np.vstack([top_right[None], arc, top_left[None]]).astype(np.float32)
 
 
-def feathered_mask(
-    polygon: Floats, feather: float, width: int, height: int, margin: int = 2
-) -> Mask:
-    """Rasterise `polygon` into a mask that is 1 deep inside and falls to 0 at its edge.
-
-    The fall-off is `feather` pixels wide and lies inside the polygon, so the mask is exactly
-    zero outside it (and outside the returned box).
-    """
-    box, inside = inside_distance(polygon, width, height, margin)
-    return Mask(box, feather_alpha(inside, feather))
-
-
 def inside_distance(
     polygon: Floats, width: int, height: int, margin: int = 2
 ) -> tuple[Box, Floats]:
@@ -131,23 +119,31 @@ def feather_alpha(inside: Floats, feather: float) -> Floats:
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no visible edge
 
 
-def mouth_jaw_feather(landmarks: Floats) -> float:
-    """The mouth-jaw mask's feather: 0.3 mouth widths, but narrower than the nose-to-mouth gap."""
+def mouth_jaw_distance(
+    landmarks: Floats, width: int, height: int, chin_room: float = 0.35
+) -> tuple[Box, Floats, float]:
+    """`mouth_jaw_mask` before its fall-off: the box, the inside distances and the feather.
+
+    The feather is 0.3 mouth widths, but never so wide that the lips themselves fade: the
+    mouth centre always gets alpha 1.
+    """
     left, right = landmarks[MOUTH_LEFT], landmarks[MOUTH_RIGHT]
     mouth_w = float(np.linalg.norm(right - left))
     centre = landmarks[[INNER_UPPER_MID, INNER_LOWER_MID]].mean(axis=0)
     nose_gap = float(np.linalg.norm(centre - landmarks[NOSE_BASE]))
-    return max(2.0, min(0.3 * mouth_w, 0.8 * nose_gap))
+    feather = max(2.0, min(0.3 * mouth_w, 0.8 * nose_gap))
+    box, inside = inside_distance(mouth_jaw_polygon(landmarks, chin_room), width, height)
+    return box, inside, feather
 
 
 def mouth_jaw_mask(landmarks: Floats, width: int, height: int, chin_room: float = 0.35) -> Mask:
     """The feathered mouth-and-jaw mask of one face.
 
-    The feather is 0.3 mouth widths, but never so wide that the lips themselves fade: the
-    mouth centre always gets alpha 1.
+    The fall-off lies inside the polygon, so the mask is exactly zero outside it (and
+    outside its box).
     """
-    polygon = mouth_jaw_polygon(landmarks, chin_room)
-    return feathered_mask(polygon, mouth_jaw_feather(landmarks), width, height)
+    box, inside, feather = mouth_jaw_distance(landmarks, width, height, chin_room)
+    return Mask(box, feather_alpha(inside, feather))
 
 
 def match_color(patch: Image, reference: Image, weight: Floats | None = None) -> Image:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from engines.compositing import inside_distance, mouth_jaw_feather, mouth_jaw_polygon
+from engines.compositing import mouth_jaw_distance
 from engines.wav2lip_blend import CROP_FEATHER
 from engines.wav2lip_io import even_box, planes
 
@@ -93,13 +93,13 @@ class TorchCompositor:
         The mask itself is finished on the device (`mask_alpha`), as `blend_mask` makes it.
         """
         width, height = self.size
-        mb, inside = inside_distance(mouth_jaw_polygon(landmarks), width, height)
+        mb, inside, feather = mouth_jaw_distance(landmarks, width, height)
         x1, y1, x2, y2 = (int(v) for v in box)
         if x2 <= mb.x1 or mb.x2 <= x1 or y2 <= mb.y1 or mb.y2 <= y1 or not inside.any():
             return None
         roi = even_box((mb.x1, mb.y1, mb.x2, mb.y2), width, height)
         at = (mb.x1 - roi[0], mb.y1 - roi[1])
-        return _Item(slot, frame, roi, inside, at, mouth_jaw_feather(landmarks), box)
+        return _Item(slot, frame, roi, inside, at, feather, box)
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reusable host buffer (pinned on CUDA, so uploads are plain DMA) of at least `shape`."""

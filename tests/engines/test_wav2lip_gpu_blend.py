@@ -8,7 +8,7 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
-from engines.compositing import inside_distance, mouth_jaw_feather, mouth_jaw_polygon
+from engines.compositing import mouth_jaw_distance
 from engines.wav2lip_blend import CROP, blend_mask, composite_i420
 from engines.wav2lip_gpu_blend import TorchCompositor, i420_to_rgb, mask_alpha, rgb_to_i420
 from tests.engines.test_wav2lip_blend import face_landmarks
@@ -69,10 +69,10 @@ def check_masks(device: torch.device, atol: float = 0.0) -> None:
     boxes, landmarks, _ = faces(5)
     for box, points in zip(boxes, landmarks, strict=True):
         want = blend_mask((H, W), box, points)
-        mb, inside = inside_distance(mouth_jaw_polygon(points), W, H)
+        mb, inside, feather_px = mouth_jaw_distance(points, W, H)
         assert mb == want.box
         local = torch.from_numpy((box - [mb.x1, mb.y1, mb.x1, mb.y1]).astype(np.float32)[None])
-        feather = torch.tensor([mouth_jaw_feather(points)])
+        feather = torch.tensor([feather_px])
         args = (torch.from_numpy(inside)[None], feather, local)
         got = mask_alpha(*(t.to(device) for t in args))[0].cpu().numpy()
         assert want.alpha.any() and (got == 0).sum() == (want.alpha == 0).sum()

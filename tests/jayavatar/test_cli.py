@@ -202,10 +202,16 @@ def test_unreachable_redis_is_one_line(enrolled: Stack) -> None:
     )
 
 
-def test_bad_setting_is_one_line(enrolled: Stack) -> None:
-    done = jayavatar(enrolled, "status", "0" * 32, env={"JAYAVATAR_MAX_TEXT_CHARS": "lots"})
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [("JAYAVATAR_MAX_TEXT_CHARS", "lots", "max_text_chars"),
+     ("JAYAVATAR_WAV2LIP_PRESET", "placebo", "wav2lip_preset")],
+)  # fmt: skip
+def test_bad_setting_is_one_line(enrolled: Stack, variable: str, value: str, field: str) -> None:
+    done = jayavatar(enrolled, "status", "0" * 32, env={variable: value})
     assert done.returncode == 2
     assert (
         done.stderr.startswith("error: invalid configuration")
+        and field in done.stderr
         and len(done.stderr.strip().splitlines()) == 1
     )
