@@ -70,7 +70,7 @@ def test_decoded_frames_copy_into_an_i420_array_plane_by_plane(
     # At this width the chroma rows are padded (line size > 48): the copy must skip the padding.
     out = np.full_like(decoded[0], 7)
     for index, frame in iter_pingpong_frames(clip, 30, 60, FPS):
-        assert frame.planes[1].line_size >= W // 2
+        assert frame.planes[1].line_size > W // 2
         copy_i420(frame, out)
         assert np.array_equal(out, decoded[index]), index
 
