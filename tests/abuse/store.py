@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +32,15 @@ async def snapshot(client: JobClient, skip: str = "\0") -> Snapshot:
 
 
 def files(root: Path) -> list[str]:
-    """Return every file and folder under a storage root, temp folder included."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    """Return every file and folder under a storage root, temp folder included.
+
+    Workers may remove a folder while it is walked (an emptied upload folder goes right
+    after its file): os.walk skips what vanished, where Path.rglob raises.
+    """
+    found: list[str] = []
+    for folder, dirs, names in os.walk(root):
+        found += [(Path(folder) / n).relative_to(root).as_posix() for n in dirs + names]
+    return sorted(found)
 
 
 def one_line(message: str) -> bool:
