@@ -1,5 +1,4 @@
-"""The HTTP API and admin dashboard: a second front end over the same requests as the bot."""
+"""The HTTP API and admin dashboard: a second front end over the same requests as the bot.
 
-from api.app import create_app
-
-__all__ = ["create_app"]
+`api.app.create_app` builds the application.
+"""

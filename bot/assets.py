@@ -13,11 +13,11 @@ from bot.uploads import avatar_rules, fetch_upload, voice_rules
 from jobs.accounts import AssetKind
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 
 async def enroll(
-    bot: JayBot,
+    bot: BotServices,
     interaction: discord.Interaction,
     kind: AssetKind,
     media: discord.Attachment,
@@ -40,7 +40,7 @@ async def enroll(
     await bot.show_queued(interaction, req)
 
 
-async def listing(bot: JayBot, kind: AssetKind, user: str) -> str:
+async def listing(bot: BotServices, kind: AssetKind, user: str) -> str:
     """Return the user's own and shared assets of one kind, default first marked."""
     accounts = bot.jobs.accounts
     profile = await accounts.profile(user)
@@ -65,13 +65,13 @@ def _who(user: str) -> str:
     return f"<@{tail}>" if tail != user and tail.isdigit() else f"`{user}`"
 
 
-async def remove(bot: JayBot, kind: AssetKind, user: str, name: str) -> str:
+async def remove(bot: BotServices, kind: AssetKind, user: str, name: str) -> str:
     """Delete one of the user's assets."""
     files = await bot.jobs.accounts.remove(kind, user, name)
     return f"Removed {kind} `{name}` ({files} files deleted)."
 
 
-async def set_default(bot: JayBot, kind: AssetKind, user: str, name: str) -> str:
+async def set_default(bot: BotServices, kind: AssetKind, user: str, name: str) -> str:
     """Make an asset the user may use their default for /say."""
     asset = await bot.jobs.accounts.resolve(kind, user, name)
     await bot.jobs.accounts.set_default(user, **{kind: asset.ref})

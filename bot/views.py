@@ -17,13 +17,13 @@ from bot.replies import defer_reply
 from bot.text import request_line
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 RID = r"(?P<rid>[0-9a-f]{32})"
 
 
-def jay(interaction: discord.Interaction) -> JayBot:
-    """Return the bot that received an interaction."""
+def jay(interaction: discord.Interaction) -> BotServices:
+    """Return the bot that received an interaction (a `bot.app.JayBot`)."""
     return interaction.client  # type: ignore[return-value]
 
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from discord.ext import commands
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 
-def all_cogs(bot: JayBot) -> list[commands.Cog]:
+def all_cogs(bot: BotServices) -> list[commands.Cog]:
     """Return every cog of the bot."""
     from bot.cogs.admin import Admin
     from bot.cogs.avatars import Avatars

@@ -18,7 +18,7 @@ from bot.text import request_line
 from jayavatar.errors import BadInput, NotFound
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 QUIET = discord.AllowedMentions.none()
 SHOWN = 25
@@ -33,7 +33,7 @@ class NotAdmin(app_commands.CheckFailure):
 class Admin(commands.GroupCog, group_name="admin", group_description="Run the deployment"):
     """The /admin commands."""
 
-    def __init__(self, bot: JayBot) -> None:
+    def __init__(self, bot: BotServices) -> None:
         self.bot = bot
         super().__init__()
 

@@ -14,7 +14,7 @@ from bot.text import request_line
 from bot.views import CancelButton, RetryButton
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
     from jobs.records import Request
 
 SHOWN = 10
@@ -44,7 +44,7 @@ def _labelled(item: CancelButton | RetryButton, label: str, row: int) -> Any:
 class Jobs(commands.Cog):
     """The /jobs command."""
 
-    def __init__(self, bot: JayBot) -> None:
+    def __init__(self, bot: BotServices) -> None:
         self.bot = bot
 
     @app_commands.command(name="jobs", description="Your recent requests and where they stand.")

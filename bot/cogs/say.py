@@ -13,13 +13,13 @@ from bot.origin import origin_of, user_id
 from bot.replies import defer_reply
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 
 class Say(commands.Cog):
     """The /say command."""
 
-    def __init__(self, bot: JayBot) -> None:
+    def __init__(self, bot: BotServices) -> None:
         self.bot = bot
 
     @app_commands.command(name="say", description="Make your avatar say something, in your voice.")

@@ -13,7 +13,7 @@ from bot.origin import user_id
 from bot.replies import defer_reply
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 QUIET = discord.AllowedMentions.none()
 Kind = Literal["voice", "avatar"]
@@ -22,7 +22,7 @@ Kind = Literal["voice", "avatar"]
 class Share(commands.Cog):
     """The /share and /unshare commands."""
 
-    def __init__(self, bot: JayBot) -> None:
+    def __init__(self, bot: BotServices) -> None:
         self.bot = bot
 
     @app_commands.command(

@@ -14,7 +14,7 @@ from bot.origin import user_id
 from bot.replies import defer_reply
 
 if TYPE_CHECKING:
-    from bot.app import JayBot
+    from bot.services import BotServices
 
 QUIET = discord.AllowedMentions.none()
 
@@ -22,7 +22,7 @@ QUIET = discord.AllowedMentions.none()
 class Voices(commands.GroupCog, group_name="voice", group_description="Your voices"):
     """The /voice commands."""
 
-    def __init__(self, bot: JayBot) -> None:
+    def __init__(self, bot: BotServices) -> None:
         self.bot = bot
         super().__init__()
 
