@@ -19,19 +19,28 @@ VOICE_PY := engines/piper.py engines/audio.py engines/voice_match.py engines/dem
 
 .PHONY: demo test test-all check envs chaos bench clean-envs browser
 
+# pip runs quietly, so say what is being built and about how long a first build takes
+# (downloads included; a rebuild after a change to pyproject.toml or envs/*.txt is faster).
+BUILD_TIME_voice := 2-4 minutes: Piper, torch for CPU
+BUILD_TIME_lipsync := 5-10 minutes: torch, mediapipe, the speech models of the quality report
+BUILD_TIME_xtts := 5-10 minutes: torch, coqui-tts, transformers
+
 envs: $(CORE)/.stamp $(foreach e,$(ENVS),.venvs/$(e)/.stamp)
 
 $(CORE)/.stamp: pyproject.toml
+	@echo "» building the core environment $(CORE) (first time: about a minute)"
 	$(PYTHON) -m venv $(CORE)
 	$(CORE)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
 	touch $@
 
 .venvs/%/.stamp: pyproject.toml envs/%.txt
+	@echo "» building the $* environment .venvs/$* (first time: $(BUILD_TIME_$*))"
 	$(PYTHON) -m venv .venvs/$*
 	.venvs/$*/bin/pip install $(PIP_FLAGS) -e ".[dev]" -r envs/$*.txt
 	touch $@
 
 demo: envs
+	@echo "» environments ready; running the demo (first run: a minute or two on a CPU)"
 	$(CORE)/bin/jayavatar demo -o out/demo.mp4
 
 # One pytest run per environment; each collects only the test modules written for it.
