@@ -3,8 +3,8 @@
 A `Board` is one command's display. In a terminal (stderr is a TTY and TERM is not "dumb") it
 draws one rich progress line per request: stage, bar, percent, elapsed time and, once the stage
 reports progress, an ETA. Elsewhere (logs, CI, pipes) it prints a plain line whenever the stage
-changes or its percent crosses a tenth, each starting with ``[m:ss]``; ``--quiet`` prints
-nothing. Progress goes to stderr, so stdout keeps only a command's result.
+changes or its percent crosses a tenth, each starting with ``[m:ss]``, the time since that
+request's line began; ``--quiet`` prints nothing. Progress goes to stderr, so stdout keeps only a command's result.
 
 `follow` shows a request until it is final. Ctrl-C while it waits asks whether to cancel the
 request or leave it running; leaving it (the default, and the only choice without a terminal
@@ -91,7 +91,6 @@ class Board:
 
     def __init__(self, mode: Mode) -> None:
         self.mode = mode
-        self.started = time.monotonic()
         self.console = Console(stderr=True)
         self.progress: Progress | None = None
         if mode == "live":
@@ -139,7 +138,7 @@ class Board:
         if self.mode == "live":
             self.console.print(f"[bold]» {text}[/bold]", highlight=False)
         elif self.mode == "plain":
-            click.echo(f"[{clock(time.monotonic() - self.started)}] » {text}", err=True)
+            click.echo(f"» {text}", err=True)
 
 
 class Line:
