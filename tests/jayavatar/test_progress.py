@@ -133,7 +133,7 @@ def request_id(text: str) -> str:
 def state(stack: Stack, rid: str) -> str:
     """A request's state, read from Redis."""
     raw = redis.Redis.from_url(stack.redis.url).get(f"{stack.prefix}:req:{rid}")
-    assert raw is not None
+    assert isinstance(raw, bytes), raw
     return Request.model_validate_json(raw).state
 
 
@@ -234,7 +234,7 @@ def test_ctrl_c_without_a_terminal_leaves_it_running(enrolled: Stack, tmp_path: 
 
 def record(**fields: object) -> Request:
     """A render record in the given state."""
-    return Request(id="0" * 32, kind="render", user="local", **fields)  # type: ignore[arg-type]
+    return Request(id="0" * 32, kind="render", user="local", **fields)
 
 
 def test_stage_words_follow_the_record() -> None:
