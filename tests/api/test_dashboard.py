@@ -299,6 +299,19 @@ async def test_others_requests_are_not_found_pages(
         api.cookies.clear()
 
 
+async def test_a_request_without_a_picture_shows_none(api: httpx.AsyncClient, alice: str) -> None:
+    made = await api.put("/v1/voices/v", headers=headers(alice), content=b"RIFF" * 10)
+    rid = made.json()["id"]
+    r = await api.get(f"/v1/requests/{rid}/quality.png", headers=headers(alice))
+    assert r.status_code == 404 and "no quality picture" in r.text
+    api.cookies.set("jayavatar_key", alice)
+    try:
+        page = await api.get(f"/dashboard/requests/{rid}")
+        assert page.status_code == 200 and 'id="quality-plot"' not in page.text
+    finally:
+        api.cookies.clear()
+
+
 def test_the_timeline_puts_stages_in_order_with_calls_inside() -> None:
     spans = timeline(
         {
@@ -338,3 +351,6 @@ def test_the_quality_line_is_short_and_sorted() -> None:
     stats = {"audio_s": 1.62, "frames": 40, "face_frames": 30, "fps": 25}
     assert quality_line({}, stats) == "1.6 s of speech · 40 frames · face in 75%"
     assert quality_line({"sync": 0.5}, stats) == "sync 0.5"
+    # The quality report has its own one-line summary.
+    report = {"summary": "sync 0.85 @0f · voice 0.86 (stock 0.61)", "sync": {"corr": 0.85}}
+    assert quality_line(report, stats) == report["summary"]
