@@ -4,7 +4,8 @@ A `Board` is one command's display. In a terminal (stderr is a TTY and TERM is n
 draws one rich progress line per request: stage, bar, percent, elapsed time and, once the stage
 reports progress, an ETA. Elsewhere (logs, CI, pipes) it prints a plain line whenever the stage
 changes or its percent crosses a tenth, each starting with ``[m:ss]``, the time since that
-request's line began; ``--quiet`` prints nothing. Progress goes to stderr, so stdout keeps only a command's result.
+request's line began; ``--quiet`` prints nothing. Progress goes to stderr, so stdout keeps
+only a command's result.
 
 `follow` shows a request until it is final. Ctrl-C while it waits asks whether to cancel the
 request or leave it running; leaving it (the default, and the only choice without a terminal
