@@ -14,24 +14,33 @@ LIPSYNC_PY := engines/media.py engines/facetrack.py engines/compositing.py engin
 	engines/wav2lip_model.py engines/wav2lip_audio.py engines/wav2lip_pipeline.py engines/s3fd.py \
 	engines/wav2lip_procs.py engines/frame_ring.py engines/media_children.py \
 	engines/mouth_warp.py engines/quality.py engines/quality_video.py engines/quality_audio.py \
-	engines/quality_voice.py engines/quality_cases.py engines/probe.py
+	engines/quality_voice.py engines/quality_cases.py engines/quality_plot.py engines/probe.py
 VOICE_PY := engines/piper.py engines/audio.py engines/voice_match.py engines/demo_voice.py
 
 .PHONY: demo test test-all check envs chaos bench clean-envs browser
 
+# pip runs quietly, so say what is being built and about how long a first build takes
+# (downloads included; a rebuild after a change to pyproject.toml or envs/*.txt is faster).
+BUILD_TIME_voice := 2-4 minutes: Piper, torch for CPU
+BUILD_TIME_lipsync := 5-10 minutes: torch, mediapipe, the speech models of the quality report
+BUILD_TIME_xtts := 5-10 minutes: torch, coqui-tts, transformers
+
 envs: $(CORE)/.stamp $(foreach e,$(ENVS),.venvs/$(e)/.stamp)
 
 $(CORE)/.stamp: pyproject.toml
+	@echo "» building the core environment $(CORE) (first time: about a minute)"
 	$(PYTHON) -m venv $(CORE)
 	$(CORE)/bin/pip install $(PIP_FLAGS) -e ".[dev]"
 	touch $@
 
 .venvs/%/.stamp: pyproject.toml envs/%.txt
+	@echo "» building the $* environment .venvs/$* (first time: $(BUILD_TIME_$*))"
 	$(PYTHON) -m venv .venvs/$*
 	.venvs/$*/bin/pip install $(PIP_FLAGS) -e ".[dev]" -r envs/$*.txt
 	touch $@
 
 demo: envs
+	@echo "» environments ready; running the demo (first run: a minute or two on a CPU)"
 	$(CORE)/bin/jayavatar demo -o out/demo.mp4
 
 # One pytest run per environment; each collects only the test modules written for it.

@@ -21,6 +21,7 @@ from api.keys import ApiKey
 from api.renders import API_ORIGIN, owned, view
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs.client import JobClient
+from storage.keys import quality_plot_key
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # The order stages happen in; engine calls (synthesize_s, render_s) nest in their stage.
@@ -84,6 +85,8 @@ def quality_line(quality: dict[str, Any], result: dict[str, Any] | None = None) 
     """
     if not quality and result:
         return _stats_line(result)
+    if isinstance(quality.get("summary"), str):  # the quality report (engines.quality)
+        return str(quality["summary"])
     parts = []
     for name, value in sorted(quality.items()):
         shown = f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -207,7 +210,26 @@ async def detail(request: Request, rid: str, key: Viewer, client: Client) -> Res
         req=await view(client, req),
         timeline=timeline(req.timings),
         quality=quality_line(req.quality, req.result),
+        pictures=pictures(client, req),
     )
+
+
+def pictures(client: JobClient, req: Any) -> dict[str, str | bool]:
+    """The request page's pictures: the avatar's poster, and the quality report's picture.
+
+    `measuring` is true while a finished render's report is still being made, so the page
+    can wait for it.
+    """
+    out: dict[str, str | bool] = {"poster": "", "quality": "", "measuring": False}
+    if req.kind != "render":
+        return out
+    if "/" in req.avatar:
+        out["poster"] = f"/v1/avatars/{req.avatar}/poster.jpg"
+    if req.state == "done":
+        if client.storage.exists(quality_plot_key(req.user, req.id)):
+            out["quality"] = f"/v1/requests/{req.id}/quality.png"
+        out["measuring"] = not req.quality and client.settings.quality_report
+    return out
 
 
 @router.post("/requests/{rid}/cancel")

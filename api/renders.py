@@ -24,6 +24,7 @@ from api.schemas import (
 from jayavatar.errors import NotFound
 from jobs.client import JobClient
 from jobs.records import Request
+from storage.keys import quality_plot_key
 
 router = APIRouter(prefix="/v1", tags=["requests"], responses=ERRORS)
 
@@ -131,6 +132,23 @@ async def download_video(rid: RequestId, key: Caller, client: Client) -> FileRes
         filename=f"jayavatar-{rid}.mp4",
         content_disposition_type="inline",
     )
+
+
+@router.get(
+    "/requests/{rid}/quality.png",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The quality report as a picture."},
+        404: {"model": Problem, "description": "No picture (yet): not a finished render."},
+    },
+)
+async def quality_picture(rid: RequestId, key: Caller, client: Client) -> FileResponse:
+    """The render's quality report as one PNG: sync curves, mouth crops, voice likeness."""
+    req = await owned(client, key, rid)
+    path = client.storage.local_path(quality_plot_key(req.user, req.id))
+    if req.kind != "render" or req.state != "done" or not path.is_file():
+        raise NotFound(f"request {rid} has no quality picture")
+    return FileResponse(path, media_type="image/png", content_disposition_type="inline")
 
 
 @router.get(

@@ -318,18 +318,26 @@ def _verified_or_removed(models_dir: Path, file: ModelFile, model: Model) -> Fil
 
 
 def import_files(
-    models_dir: Path, name: str, source: Path, *, link: bool = False
+    models_dir: Path,
+    name: str,
+    source: Path,
+    *,
+    link: bool = False,
+    on_file: Callable[[str, int, int], None] | None = None,
 ) -> list[FileStatus]:
     """Copy (or hard-link) a model's files from a local file or folder, then verify them.
 
     A folder is searched for each file by its name; a single file fits a one-file model.
     Files that fail verification are removed again and reported by ModelMissing.
+    `on_file(path, index, count)` is told before each file is looked for, copied and hashed.
     """
     model = get(name)
     if not source.exists():
         raise BadInput(f"{source} does not exist")
     placed = []
-    for file in model.files:
+    for index, file in enumerate(model.files):
+        if on_file is not None:
+            on_file(file.path, index, len(model.files))
         found = _find_source(source, file, len(model.files))
         if found is None:
             if file.required:

@@ -14,7 +14,7 @@ Thresholds were calibrated with `bench/quality.py` on the offline engines and on
 broken renders (`engines.quality_cases`): each broken case is flagged, honest renders are not.
 
 Usage (the `jayavatar eval` command runs this in the lip-sync environment):
-``python -m engines.quality RENDER.mp4 --avatar DIR --voice DIR --text T [--json OUT]``
+``python -m engines.quality RENDER.mp4 --avatar DIR --voice DIR --text T [--json OUT] [--plot PNG]``
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines import quality_audio, quality_video, quality_voice
+from engines import quality_audio, quality_plot, quality_video, quality_voice
 from engines.facetrack import FaceMesh
 from engines.media import load_audio
 from jayavatar.errors import JayAvatarError
@@ -56,9 +56,12 @@ MAX_FLICKER = 1.25
 
 
 def evaluate_render(
-    mp4: Path, avatar_dir: Path, voice_dir: Path, text: str, language: str
+    mp4: Path, avatar_dir: Path, voice_dir: Path, text: str, language: str, plot: Path | None = None
 ) -> dict[str, Any]:
-    """Measure a finished render against its avatar, voice and script; return the report."""
+    """Measure a finished render against its avatar, voice and script; return the report.
+
+    With `plot`, also draw the report as a PNG there (`engines.quality_plot`).
+    """
     started = time.perf_counter()
     quality_video.check_inputs(mp4, avatar_dir)  # fail fast, before any model loads
     audio = load_audio(mp4, quality_audio.RATE)
@@ -82,6 +85,9 @@ def evaluate_render(
     report["checks"] = checks(report)
     report["summary"] = summary(report)
     report["seconds"] = round(time.perf_counter() - started, 3)
+    if plot is not None:
+        aperture = video.array("aperture")
+        quality_plot.plot_render(plot, report, mp4, avatar_dir, aperture, audio, video.fps)
     return report
 
 
@@ -306,10 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", required=True, help="the script the render speaks")
     parser.add_argument("--language", default="en")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--plot", type=Path, default=None, help="draw the report as a PNG here")
     args = parser.parse_args(argv)
     code = 0
     try:
-        report = evaluate_render(args.mp4, args.avatar, args.voice, args.text, args.language)
+        report = evaluate_render(
+            args.mp4, args.avatar, args.voice, args.text, args.language, args.plot
+        )
     except JayAvatarError as exc:
         report, code = {"error": {"kind": type(exc).__name__, "message": str(exc)}}, 1
     data = json.dumps(report, indent=2, sort_keys=True)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from jayavatar import redis_server
+from jayavatar import progress, redis_server
 from jayavatar.errors import JayAvatarError, TransientError, one_line
 from jayavatar.settings import Settings
 
@@ -66,6 +66,7 @@ def run_client(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 @click.option("--language", default=None, help="Language code, e.g. en.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the render.")
+@progress.quiet_option
 @click.pass_obj
 def render(
     settings: Settings,
@@ -75,19 +76,23 @@ def render(
     language: str | None,
     output: Path,
     timeout: float,
+    quiet: bool,
 ) -> None:
     """Render TEXT with an enrolled voice and avatar into an MP4."""
 
     async def work(client: Any) -> None:
         req = await client.submit_render(CLI_USER, text, voice, avatar, language)
-        click.echo(f"request {req.id} queued", err=True)
-        done = await client.wait(req.id, timeout)
+        with progress.Board(progress.choose_mode(quiet)) as board:
+            board.note(f"request {req.id} queued")
+            line = board.line(f"render {req.id[:8]}")
+            done = await progress.follow(client, req.id, line, timeout, CLI_USER)
         if done.state != "done":
             raise TransientError(
                 f"request {done.id} {done.state}: {done.error or 'no reason given'}"
             )
         _copy_out(client.output_path(done), output)
-        click.echo(_timings(done.timings), err=True)
+        if not quiet:
+            click.echo(_timings(done.timings), err=True)
 
     run_client(settings, work)
     click.echo(str(output))
@@ -112,12 +117,17 @@ def _asset_group(kind: str) -> click.Group:
     @click.argument("path", type=click.Path(path_type=Path))
     @click.option("--replace", is_flag=True, help=f"Overwrite an existing {kind} of that name.")
     @click.option("--timeout", default=600.0, show_default=True)
+    @progress.quiet_option
     @click.pass_obj
-    def add(settings: Settings, name: str, path: Path, replace: bool, timeout: float) -> None:
+    def add(
+        settings: Settings, name: str, path: Path, replace: bool, timeout: float, quiet: bool
+    ) -> None:
         async def work(client: Any) -> Any:
             submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
             req = await submit(CLI_USER, name, path, replace=replace)
-            done = await client.wait(req.id, timeout)
+            with progress.Board(progress.choose_mode(quiet)) as board:
+                line = board.line(f"{kind} {req.name}")
+                done = await progress.follow(client, req.id, line, timeout, CLI_USER)
             if done.state != "done":
                 raise TransientError(
                     f"{kind} {name!r} was not enrolled: {done.error or done.state}"
@@ -170,6 +180,22 @@ def status(settings: Settings, request_id: str) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
+@main.command("follow")
+@click.argument("request_id")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def follow_cmd(settings: Settings, request_id: str, timeout: float) -> None:
+    """Show a request's progress until it is final, then print its state."""
+
+    async def work(client: Any) -> Any:
+        with progress.Board(progress.choose_mode(False)) as board:
+            line = board.line(f"request {request_id[:8]}")
+            return await progress.follow(client, request_id, line, timeout, CLI_USER)
+
+    done = run_client(settings, work)
+    click.echo(f"request {done.id} {done.state}")
+
+
 @main.command()
 @click.argument("request_id")
 @click.pass_obj
@@ -207,12 +233,13 @@ def redis_cmd(settings: Settings) -> None:
 
 @main.command()
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("out/demo.mp4"))
+@progress.quiet_option
 @click.pass_obj
-def demo(settings: Settings, output: Path) -> None:
+def demo(settings: Settings, output: Path, quiet: bool) -> None:
     """Render the demo video through the real queues and print per-stage timings."""
     from jayavatar.demo import run_demo
 
-    run_demo(settings, output)
+    run_demo(settings, output, quiet=quiet)
 
 
 def _register() -> None:

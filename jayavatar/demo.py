@@ -21,6 +21,7 @@ import click
 
 from jayavatar import redis_server
 from jayavatar.errors import EngineError, TransientError, UserError
+from jayavatar.progress import Board, choose_mode, follow
 from jayavatar.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +37,12 @@ def env_python(kind: str) -> Path:
     return path
 
 
-def demo_assets(settings: Settings) -> tuple[Path, Path]:
+def demo_assets(settings: Settings, board: Board | None = None) -> tuple[Path, Path]:
     """Build (once) and return the demo voice sample and avatar photo."""
     folder = settings.data_dir / "demo-assets"
     voice, avatar = folder / "voice.wav", folder / "avatar.png"
+    if board is not None and not (voice.exists() and avatar.exists()):
+        board.step("building the demo voice and avatar (first run only, under a minute)")
     if not voice.exists():
         _run_in("voice", ["-m", "engines.demo_voice", str(voice)])
     if not avatar.exists():
@@ -110,7 +113,9 @@ def _tree_peak_rss(pid: int) -> float:
     return total / 1024
 
 
-async def _enroll_and_render(settings: Settings, voice: Path, avatar: Path, text: str) -> Any:
+async def _enroll_and_render(
+    settings: Settings, voice: Path, avatar: Path, text: str, board: Board
+) -> Any:
     from jobs.client import JobClient
 
     client = await JobClient.connect(settings)
@@ -122,12 +127,15 @@ async def _enroll_and_render(settings: Settings, voice: Path, avatar: Path, text
             asset = await client.accounts.get_asset(kind, USER, "demo")  # type: ignore[arg-type]
             # Enroll unless both the record and its files exist (another checkout may share Redis).
             if asset is None or not client.storage.exists(asset.prefix):
-                done = await client.wait((await submit(USER, "demo", path, replace=True)).id, 600)
+                board.step(f"enrolling the demo {kind}")
+                req = await submit(USER, "demo", path, replace=True)
+                done = await follow(client, req.id, board.line(f"{kind} demo"), 600, USER)
                 if done.state != "done":
                     raise UserError(f"demo {kind} enrollment {done.state}: {done.error}")
+        board.step("rendering the demo script")
         started = time.monotonic()
         req = await client.submit_render(USER, text, "demo", "demo", "en")
-        done = await client.wait(req.id, 900)
+        done = await follow(client, req.id, board.line(f"render {req.id[:8]}"), 900, USER)
         if done.state != "done":
             raise UserError(f"demo render {done.state}: {done.error}")
         return done, client.output_path(done), time.monotonic() - started
@@ -154,22 +162,26 @@ def _wait_ready(settings: Settings, workers: Workers, timeout_s: float = 180) ->
     raise TransientError("the workers did not start in time")
 
 
-def run_demo(settings: Settings, output: Path, text: str = DEMO_TEXT) -> dict[str, Any]:
-    """Run the demo end to end; return timings and peak memory."""
-    how = redis_server.ensure(settings)
-    click.echo(f"redis: {how}", err=True)
-    voice, avatar = demo_assets(settings)
-    workers = Workers(settings)
-    try:
-        t0 = time.monotonic()
-        workers.start("voice")
-        workers.start("lipsync")
-        _wait_ready(settings, workers)
-        startup = time.monotonic() - t0
-        done, path, wall = asyncio.run(_enroll_and_render(settings, voice, avatar, text))
-        rss = workers.peak_rss_mib()
-    finally:
-        workers.stop()
+def run_demo(
+    settings: Settings, output: Path, text: str = DEMO_TEXT, quiet: bool = False
+) -> dict[str, Any]:
+    """Run the demo end to end, saying which step it is in; return timings and peak memory."""
+    with Board(choose_mode(quiet)) as board:
+        board.step("starting Redis")
+        board.note(f"redis: {redis_server.ensure(settings)}")
+        voice, avatar = demo_assets(settings, board)
+        workers = Workers(settings)
+        try:
+            board.step("starting the voice and lip-sync workers (they load their engines)")
+            t0 = time.monotonic()
+            workers.start("voice")
+            workers.start("lipsync")
+            _wait_ready(settings, workers)
+            startup = time.monotonic() - t0
+            done, path, wall = asyncio.run(_enroll_and_render(settings, voice, avatar, text, board))
+            rss = workers.peak_rss_mib()
+        finally:
+            workers.stop()
     output.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, output)
     report = {

@@ -57,6 +57,11 @@ class EvalInputs:
 @click.option("--text", help="The script the render speaks.")
 @click.option("--language", default=None, help="Language code (default: the request's, or en).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the report as a PNG: curves, mouth crops, voice likeness, checks.",
+)
 @click.option("--strict", is_flag=True, help="Exit with code 3 when anything is flagged.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds for the measurement.")
 @click.pass_obj
@@ -69,13 +74,16 @@ def eval_cmd(
     text: str | None,
     language: str | None,
     json_out: Path | None,
+    plot: Path | None,
     strict: bool,
     timeout: float,
 ) -> None:
     """Measure RENDER (or a request's render): lip sync, voice likeness, words, background."""
     inputs = resolve_inputs(settings, render, request_id, voice, avatar, text, language)
-    report = run_report(inputs, timeout)
+    report = run_report(inputs, timeout, plot)
     click.echo(format_table(report, inputs.render.name))
+    if plot is not None:
+        click.echo(f"picture: {plot}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         tmp = json_out.with_name(f".{json_out.name}.part")
@@ -159,8 +167,8 @@ def quality_python() -> Path:
     return path
 
 
-def run_report(inputs: EvalInputs, timeout: float) -> dict[str, Any]:
-    """Run `engines.quality` in a child process and return its report."""
+def run_report(inputs: EvalInputs, timeout: float, plot: Path | None = None) -> dict[str, Any]:
+    """Run `engines.quality` in a child process and return its report (and draw it to `plot`)."""
     with tempfile.TemporaryDirectory(prefix="jayavatar-eval-") as tmp:
         out = Path(tmp) / "report.json"
         cmd = [
@@ -178,6 +186,7 @@ def run_report(inputs: EvalInputs, timeout: float) -> dict[str, Any]:
             inputs.language,
             "--json",
             str(out),
+            *(["--plot", str(plot.resolve())] if plot is not None else []),
         ]
         # mediapipe and TensorFlow Lite log to stderr at start-up; keep only real warnings.
         env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -18,6 +18,7 @@ import click
 import redis
 
 from engines import models as registry
+from jayavatar import progress
 from jayavatar.errors import JayAvatarError, one_line
 from jayavatar.settings import Settings
 
@@ -119,26 +120,33 @@ def list_models(ctx: click.Context) -> None:
 @models.command()
 @click.argument("name")
 @click.option("--endpoint", help="Base URL of a mirror of the model hub.")
+@progress.quiet_option
 @click.pass_context
-def pull(ctx: click.Context, name: str, endpoint: str | None) -> None:
+def pull(ctx: click.Context, name: str, endpoint: str | None, quiet: bool) -> None:
     """Download a model's files from its official source and verify them."""
     models_dir = _settings(ctx).models_dir
     try:
         model = registry.get(name)
         click.echo(f"{model.name}: licensed under {model.licence}; see {model.licence_url}")
-        results = registry.pull(models_dir, name, endpoint=endpoint, progress=_progress())
+        with progress.Board(progress.choose_mode(quiet)) as board:
+            shown = _progress(board.line(name))
+            results = registry.pull(models_dir, name, endpoint=endpoint, progress=shown)
     except JayAvatarError as exc:
         _fail(exc)
         return
-    click.echo(f"\n{name}: {len(results)} files in place under {models_dir}")
+    click.echo(f"{name}: {len(results)} files in place under {models_dir}")
 
 
-def _progress() -> registry.ByteProgress:
-    """Return a download progress printer for stderr."""
+def _progress(line: progress.Line) -> registry.ByteProgress:
+    """Return a download callback that shows bytes, share, elapsed time and ETA on `line`."""
+    files = {"count": 0, "last": -1}
 
     def show(done: int, total: int) -> None:
-        share = f" {100 * done // total}%" if total else ""
-        click.echo(f"\r  {_human(done)}{share}   ", nl=False, err=True)
+        if done < files["last"] or files["last"] < 0:  # the next file's first block
+            files["count"] += 1
+        files["last"] = done
+        size = f"{_human(done)} of {_human(total)}" if total else _human(done)
+        line.show(f"downloading file {files['count']}", done / total if total else None, size)
 
     return show
 
@@ -147,12 +155,20 @@ def _progress() -> registry.ByteProgress:
 @click.argument("name")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--link", is_flag=True, help="Hard-link instead of copying where possible.")
+@progress.quiet_option
 @click.pass_context
-def import_model(ctx: click.Context, name: str, source: Path, link: bool) -> None:
+def import_model(ctx: click.Context, name: str, source: Path, link: bool, quiet: bool) -> None:
     """Copy a model's files from a local folder (or a single file) and verify them."""
     models_dir = _settings(ctx).models_dir
     try:
-        results = registry.import_files(models_dir, name, source, link=link)
+        with progress.Board(progress.choose_mode(quiet)) as board:
+            line = board.line(name)
+
+            def on_file(path: str, index: int, count: int) -> None:
+                line.show("copying and verifying", index / count, f"{path} ({index + 1}/{count})")
+
+            results = registry.import_files(models_dir, name, source, link=link, on_file=on_file)
+            line.finish("done", ok=True)
     except JayAvatarError as exc:
         _fail(exc)
         return

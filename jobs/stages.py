@@ -29,7 +29,13 @@ from jobs.enginehost import PROGRESS, EngineHost
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
 from jobs.records import RecordStore, Request
 from storage.base import Storage
-from storage.keys import avatar_prefix, render_key, speech_key, voice_prefix
+from storage.keys import (
+    avatar_prefix,
+    quality_plot_key,
+    render_key,
+    speech_key,
+    voice_prefix,
+)
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -140,11 +146,16 @@ async def _quality(sc: StageContext, req: Request, mp4: Path) -> None:
         req.text,
         req.language,
     )
+    # The picture is drawn beside the report, from the same measurements.
+    picture = sc.storage.scratch_dir() / "quality.png"
     try:
-        report = await sc.host.call("engines.quality:evaluate_render", args, None, None)
+        report = await sc.host.call("engines.quality:evaluate_render", (*args, picture), None, None)
     except (UserError, EngineError, TransientError) as exc:
         log.warning("no quality report for %s: %s", req.id, exc)
         report = {"summary": f"not measured: {one_line(exc)}", "flags": []}
+    if picture.is_file():
+        sc.storage.put_file(quality_plot_key(req.user, req.id), picture)
+    shutil.rmtree(picture.parent, ignore_errors=True)
     sc.storage.put_bytes(f"renders/{req.user}/{req.id}.quality.json", json.dumps(report).encode())
     await sc.store.update(
         req.id, lambda r: r.changed(quality=report) if r.state == "done" else None

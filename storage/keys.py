@@ -68,6 +68,11 @@ def render_key(user: str, rid: str) -> str:
     return f"renders/{validate_user(user)}/{validate_request_id(rid)}.mp4"
 
 
+def quality_plot_key(user: str, rid: str) -> str:
+    """Return the key of a finished render's quality picture (beside its report)."""
+    return f"renders/{validate_user(user)}/{validate_request_id(rid)}.quality.png"
+
+
 def speech_key(rid: str) -> str:
     """Return the key of a request's synthesized speech (the voice stage's output)."""
     return f"work/{validate_request_id(rid)}/speech.wav"

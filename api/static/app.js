@@ -37,8 +37,20 @@ function follow(live) {
   });
 }
 
+function awaitReport(pending) {
+  // The quality report follows the render by a few seconds: reload once it is there.
+  const check = async () => {
+    const r = await fetch(pending.dataset.request, {credentials: "same-origin"});
+    if (r.ok && Object.keys((await r.json()).quality || {}).length) window.location.reload();
+    else setTimeout(check, 2000);
+  };
+  setTimeout(check, 2000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   fmtTimes();
   const live = document.getElementById("live");
   if (live) follow(live);
+  const pending = document.getElementById("quality-pending");
+  if (pending) awaitReport(pending);
 });

@@ -22,10 +22,9 @@ from jayavatar.settings import Settings
 from jobs.client import JobClient
 from tests.api.live import headers, live_server, wait_until_final
 from tests.support.assets import demo_inputs
-from tests.support.fixtures import stack
-from tests.support.stack import ROOT, Stack
+from tests.support.png import read_png
+from tests.support.stack import ROOT, RedisProcess, Stack
 
-__all__ = ["stack"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 ARTIFACTS = ROOT / "out" / "test-artifacts"
@@ -40,6 +39,21 @@ needs_browser = pytest.mark.skipif(
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
     "chromium-driver) and selenium",
 )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A redis-server and both workers; the lip-sync worker draws each render's report."""
+    folder = tmp_path_factory.mktemp("stack")
+    redis = RedisProcess(folder / "redis")
+    redis.start()
+    stack = Stack(folder, redis, extra_env={"JAYAVATAR_QUALITY_REPORT": "true"})
+    try:
+        stack.start_worker("voice")
+        stack.start_worker("lipsync")
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +162,26 @@ def test_log_in_render_watch_and_play(site: tuple[str, str], browser: Any, tmp_p
     assert 0.5 < played["duration"] < 60
     rows = browser.find_elements(By.CSS_SELECTOR, "table.timeline tr")
     assert len(rows) >= 2
-    assert "frames" in browser.find_element(By.ID, "quality").text
+    video = browser.find_element(By.ID, "video")
+    assert video.get_attribute("poster").endswith("/v1/avatars/alice/face/poster.jpg")
+
+    # The quality report follows the render; the page reloads itself once it is there.
+    WebDriverWait(browser, 240).until(lambda d: d.find_elements(By.ID, "quality-plot"))
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(
+            "const i = document.getElementById('quality-plot');return i.complete && i.naturalWidth"
+        )
+    )
+    shown = browser.execute_script(
+        "const i = document.getElementById('quality-plot');"
+        "return [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]"
+    )
+    assert shown[0] >= 800 and shown[1] >= 550 and shown[2] > 300, shown
+    assert "sync" in browser.find_element(By.ID, "quality").text
+    picture = httpx.get(f"{base}/v1/requests/{rid}/quality.png", headers=headers(token))
+    assert picture.headers["content-type"] == "image/png"
+    (tmp_path / "quality.png").write_bytes(picture.content)
+    assert read_png(tmp_path / "quality.png").text["Panels"] == "curves,mouths,voice,checks"
 
     keep(browser, tmp_path, "dashboard-render.png")
 
@@ -266,6 +299,19 @@ async def test_others_requests_are_not_found_pages(
         api.cookies.clear()
 
 
+async def test_a_request_without_a_picture_shows_none(api: httpx.AsyncClient, alice: str) -> None:
+    made = await api.put("/v1/voices/v", headers=headers(alice), content=b"RIFF" * 10)
+    rid = made.json()["id"]
+    r = await api.get(f"/v1/requests/{rid}/quality.png", headers=headers(alice))
+    assert r.status_code == 404 and "no quality picture" in r.text
+    api.cookies.set("jayavatar_key", alice)
+    try:
+        page = await api.get(f"/dashboard/requests/{rid}")
+        assert page.status_code == 200 and 'id="quality-plot"' not in page.text
+    finally:
+        api.cookies.clear()
+
+
 def test_the_timeline_puts_stages_in_order_with_calls_inside() -> None:
     spans = timeline(
         {
@@ -305,3 +351,6 @@ def test_the_quality_line_is_short_and_sorted() -> None:
     stats = {"audio_s": 1.62, "frames": 40, "face_frames": 30, "fps": 25}
     assert quality_line({}, stats) == "1.6 s of speech · 40 frames · face in 75%"
     assert quality_line({"sync": 0.5}, stats) == "sync 0.5"
+    # The quality report has its own one-line summary.
+    report = {"summary": "sync 0.85 @0f · voice 0.86 (stock 0.61)", "sync": {"corr": 0.85}}
+    assert quality_line(report, stats) == report["summary"]

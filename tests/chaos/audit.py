@@ -217,8 +217,10 @@ def audit(
 def allowed_files(records: list[dict[str, Any]], assets: set[str], prefix: str) -> list[str]:
     """Return the storage prefixes that may hold files: enrolled assets and finished renders."""
     done = [r["output_key"] for r in records if r["state"] == "done" and r["output_key"]]
-    # A finished render may have its quality report beside it: <request>.quality.json.
-    allowed = done + [key.removesuffix(".mp4") + ".quality.json" for key in done]
+    # A finished render may have its quality report and picture beside it: <request>.quality.*
+    allowed = done + [
+        key.removesuffix(".mp4") + f".quality.{ext}" for key in done for ext in ("json", "png")
+    ]
     for key in assets:  # <prefix>:assets:<kind>:<owner> holds that owner's names
         kind, owner = key.removeprefix(f"{prefix}:assets:").split(":", 1)
         allowed.append(f"{kind}s/{owner}/")

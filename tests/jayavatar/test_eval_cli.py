@@ -19,6 +19,7 @@ from jayavatar.eval_cli import eval_cmd, quality_python
 from jayavatar.settings import Settings
 from storage import build_storage
 from storage.keys import avatar_prefix, render_key, voice_prefix
+from tests.support.png import read_png
 from tests.support.quality import TEXT, landmark_renders
 from tests.support.stack import ROOT, RedisProcess
 
@@ -120,6 +121,19 @@ def test_a_render_with_its_voice_avatar_and_text(renders: dict[str, Path], tmp_p
         assert row.rstrip().endswith("ok"), row
     assert f"summary: {report['summary']}" in lines
     assert lines[-1] == "flagged: nothing"
+
+
+def test_plot_draws_the_report_as_a_picture(renders: dict[str, Path], tmp_path: Path) -> None:
+    plot = tmp_path / "pictures" / "good.png"
+    args = ["--voice", str(renders["voice"]), "--avatar", str(renders["avatar"]), "--text", TEXT]
+    result = run(Settings(_env_file=None), str(renders["good"]), *args, "--plot", str(plot))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.output.splitlines()[-1] == f"picture: {plot}"
+    assert plot.stat().st_size > 30_000
+    picture = read_png(plot)  # every chunk checked, the pixels inflated
+    assert picture.width >= 800 and picture.height >= 550
+    assert picture.text["Panels"] == "curves,mouths,voice,checks"
+    assert picture.text["Mouths"] == "6"
 
 
 def test_a_request_supplies_everything_and_strict_fails_on_flags(

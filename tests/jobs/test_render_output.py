@@ -12,6 +12,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from engines.facetrack import FaceMesh, FaceTrack, lip_aperture
 from engines.media import VideoWriter, iter_frames, load_audio, pingpong_index
@@ -83,6 +84,12 @@ def test_every_render_gets_a_quality_report(rendered: dict[str, Any]) -> None:
     assert report["sync"]["lag_frames"] in (-1, 0, 1) and report["authenticity"]
     store = rendered["mp4"].with_name(f"{rendered['id']}.quality.json")
     assert store.is_file() and "summary" in store.read_text()
+    # Its picture lies beside it, a whole PNG with every panel.
+    picture = rendered["mp4"].with_name(f"{rendered['id']}.quality.png")
+    assert picture.stat().st_size > 30_000
+    with Image.open(picture) as image:
+        image.load()
+        assert image.text["Panels"] == "curves,mouths,voice,checks"  # type: ignore[attr-defined]
 
 
 def test_streams_durations_and_provenance(rendered: dict[str, Any]) -> None:
