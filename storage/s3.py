@@ -29,7 +29,7 @@ from storage.s3check import check_bucket, is_missing
 
 MANIFEST = ".manifest"  # not a valid key segment, so no stored key can collide with it
 # Multipart above 64 MiB: each part is retried alone, and S3 shows the object only once complete.
-TRANSFER = TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=16 * 1024**2)
+MULTIPART_BYTES = 64 * 1024**2
 STALE_RETRIES = 3
 CHUNK = 1024 * 1024
 
@@ -54,8 +54,16 @@ class _Stale(Exception):
 class S3Storage:
     """Blobs as objects in one bucket; local reads through a bounded per-host cache."""
 
-    def __init__(self, config: S3Config, work_dir: Path, cache: ReadCache) -> None:
+    def __init__(
+        self,
+        config: S3Config,
+        work_dir: Path,
+        cache: ReadCache,
+        multipart_bytes: int = MULTIPART_BYTES,
+    ) -> None:
         self.config = config
+        part = max(multipart_bytes // 4, 5 * 1024**2)  # S3's smallest part is 5 MiB
+        self.transfer = TransferConfig(multipart_threshold=multipart_bytes, multipart_chunksize=part)
         self.bucket = config.bucket
         self.prefix = config.prefix.strip("/") + "/" if config.prefix.strip("/") else ""
         self.cache = cache
@@ -86,7 +94,7 @@ class S3Storage:
         """Store a copy of a local file under `key`, atomically (multipart when large)."""
         name = self._name(key)
         with _errors(key):
-            self.client.upload_file(str(src), self.bucket, name, Config=TRANSFER)
+            self.client.upload_file(str(src), self.bucket, name, Config=self.transfer)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store `data` under `key`, atomically."""

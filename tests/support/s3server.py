@@ -7,6 +7,7 @@ or AWS. `SkewedS3` answers every request the way S3 answers a host whose clock i
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,8 @@ class S3Server:
     folder: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # e.g. INITIAL_NO_AUTH_ACTION_COUNT: moto checks signatures after that many requests.
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -42,6 +45,7 @@ class S3Server:
             [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.extra_env},
         )
         _wait_for(lambda: _accepts(self.port), 60, f"S3 server on port {self.port}", self.proc)
 
