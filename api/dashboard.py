@@ -21,6 +21,7 @@ from api.keys import ApiKey
 from api.renders import API_ORIGIN, owned, view
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs.client import JobClient
+from jobs.hosts import list_workers
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # The order stages happen in; engine calls (synthesize_s, render_s) nest in their stage.
@@ -161,6 +162,7 @@ async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[st
             q: await client.redis.zcard(q) for q in (settings.voice_queue, settings.lipsync_queue)
         },
         "paused": await client.accounts.is_paused(),
+        "workers": await list_workers(client.redis, settings),
         "recent": [await view(client, r) for r in recent],
         "voices": await client.accounts.list_voices(key.user),
         "avatars": await client.accounts.list_avatars(key.user),

@@ -11,6 +11,7 @@ may still read them).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -139,10 +140,9 @@ def _safe_tag(tag: str) -> str:
 
 
 def _touch(entry: Path) -> None:
-    try:
+    # Evicted by another process just now: the caller's copy is what it has.
+    with contextlib.suppress(FileNotFoundError):
         os.utime(entry)
-    except FileNotFoundError:
-        pass  # evicted by another process just now; the caller's copy is what it has
 
 
 def _size(entry: Path) -> int:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ class S3Storage:
     ) -> None:
         self.config = config
         part = max(multipart_bytes // 4, 5 * 1024**2)  # S3's smallest part is 5 MiB
-        self.transfer = TransferConfig(multipart_threshold=multipart_bytes, multipart_chunksize=part)
+        self.transfer = TransferConfig(
+            multipart_threshold=multipart_bytes, multipart_chunksize=part
+        )
         self.bucket = config.bucket
         self.prefix = config.prefix.strip("/") + "/" if config.prefix.strip("/") else ""
         self.cache = cache
@@ -162,7 +165,9 @@ class S3Storage:
             listed[rel] = {"etag": head["ETag"], "size": int(head["ContentLength"])}
         manifest = json.dumps({"files": listed}, sort_keys=True).encode()
         with _errors(prefix):
-            self.client.put_object(Bucket=self.bucket, Key=self._manifest_name(prefix), Body=manifest)
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._manifest_name(prefix), Body=manifest
+            )
         stale = sorted(before - {f"{prefix}/{rel}" for rel in keys})
         self._delete_names([self._name(k) for k in stale])
 
@@ -257,7 +262,7 @@ class S3Storage:
                 for item in page.get("Contents", []):
                     yield str(item["Key"])
 
-    def _delete_names(self, names: list[str]) -> None:
+    def _delete_names(self, names: Sequence[str]) -> None:
         for start in range(0, len(names), 1000):  # DeleteObjects takes at most 1000 keys
             batch = [{"Key": n} for n in names[start : start + 1000]]
             with _errors(names[start]):
@@ -266,23 +271,17 @@ class S3Storage:
                 )
 
 
-class _errors:
+@contextmanager
+def _errors(key: str) -> Iterator[None]:
     """Map client errors: a missing key to `NotFound`, the rest to `TransientError`."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, ClientError):
-            if is_missing(exc):
-                raise NotFound(f"no such item: {self.key}") from None
-            raise TransientError(f"the object store refused {self.key}: {_code(exc)}") from exc
-        if isinstance(exc, BotoCoreError):
-            raise TransientError(f"cannot reach the object store: {exc}") from exc
-        return False
+    try:
+        yield
+    except ClientError as exc:
+        if is_missing(exc):
+            raise NotFound(f"no such item: {key}") from None
+        raise TransientError(f"the object store refused {key}: {_code(exc)}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"cannot reach the object store: {exc}") from exc
 
 
 def _code(exc: ClientError) -> str:

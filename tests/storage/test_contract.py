@@ -83,7 +83,9 @@ def test_publish_dir_replaces_the_whole_folder(store: Storage, tmp_path: Path) -
     assert store.list("avatars/u/me") == ["avatars/u/me/clip.mp4", "avatars/u/me/t/x.npz"]
     folder = store.local_path("avatars/u/me")
     assert folder.is_dir()
-    got = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    got = {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
     assert got == {"clip.mp4": b"22", "t/x.npz": b"yy"}
     assert store.get_bytes("avatars/u/me/clip.mp4") == b"22"
     assert temp_items(store) == []

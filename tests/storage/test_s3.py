@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.cache import ReadCache
-from storage.s3 import MANIFEST, S3Config, S3Storage
+from storage.s3 import MANIFEST, S3Storage
 from tests.storage.conftest import BUCKET, make_s3
 from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.support.stack import ROOT
