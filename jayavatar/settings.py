@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     stuck_after_s: int = Field(120, ge=5)
     keep_result_s: int = Field(7 * 24 * 3600, ge=60)
     health_check_interval_s: int = Field(10, ge=1)
+    # How this worker's host is named in /admin stats and on the dashboard (default: host name).
+    worker_name: str = Field("", max_length=64)
 
     # Storage: "local" keeps everything under data_dir; "s3" keeps it in a bucket that every
     # host reaches, with a bounded per-host read cache (docs: README "Several machines").

@@ -50,7 +50,7 @@ class Beacon:
     def __init__(self, settings: Settings, kind: str) -> None:
         self.settings = settings
         self.kind = kind
-        self.host = socket.gethostname()
+        self.host = settings.worker_name or socket.gethostname()
         self.key = settings.prefixed("workers", f"{self.host}:{os.getpid()}")
         self.interval = settings.health_check_interval_s
         engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
