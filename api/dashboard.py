@@ -162,7 +162,8 @@ async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[st
             q: await client.redis.zcard(q) for q in (settings.voice_queue, settings.lipsync_queue)
         },
         "paused": await client.accounts.is_paused(),
-        "workers": await list_workers(client.redis, settings),
+        # Host names and GPUs are the operator's business, not every user's.
+        "workers": await list_workers(client.redis, settings) if key.admin else [],
         "recent": [await view(client, r) for r in recent],
         "voices": await client.accounts.list_voices(key.user),
         "avatars": await client.accounts.list_avatars(key.user),

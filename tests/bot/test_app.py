@@ -158,7 +158,9 @@ def test_admin_commands(bot: BotProcess, fake: FakeDiscord, people: People, stac
 
     [rid] = queued_ids(stack, people.alice)
     assert rid[:8] in run("admin queue")
-    assert "renders" in run("admin stats")
+    stats = run("admin stats")
+    # Every worker process of the stack is listed with its host, engine and state.
+    assert "renders" in stats and "workers (2):" in stats and "lipsync/landmark" in stats
     assert run("admin quota", user=people.bob, daily=5, concurrent=2).endswith("2 at a time.")
     limits = run_async(stack, lambda c: c.accounts.quota(user_key(people.bob)))
     assert tuple(limits) == (5, 2)
