@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -80,9 +81,10 @@ class Bench:
     def settings(self, host: str, backend: str) -> Settings:
         """Return the Settings of a process on `host`."""
         env = self.env(host, backend)
-        return Settings(
-            **{k.removeprefix("JAYAVATAR_").lower(): v for k, v in env.items() if "JAYAVATAR_" in k}
-        )
+        fields: dict[str, Any] = {
+            k.removeprefix("JAYAVATAR_").lower(): v for k, v in env.items() if "JAYAVATAR_" in k
+        }
+        return Settings(**fields)
 
     def start_workers(self, host: str, backend: str) -> None:
         """Stop the running workers; start a voice and a lip-sync worker on a new host."""
@@ -98,7 +100,7 @@ class Bench:
             self.workers.append(worker)
             assert worker.proc is not None
             key = f"bench:workers:{host}:{worker.proc.pid}"
-            _wait_for(lambda k=key: conn.exists(k), 180, f"{kind} worker", worker.proc)  # type: ignore[misc]
+            _wait_for(lambda k=key: conn.exists(k), 180, f"{kind} worker", worker.proc)
 
 
 async def enroll(settings: Settings, voice: Path, avatars: dict[str, Path]) -> None:

@@ -66,7 +66,7 @@ class Hosts:
         """Return the Settings a process on `host` builds."""
         from jayavatar.settings import Settings
 
-        fields = {
+        fields: dict[str, Any] = {
             k.removeprefix("JAYAVATAR_").lower(): v
             for k, v in self.env(host).items()
             if k.startswith("JAYAVATAR_")
@@ -148,6 +148,17 @@ async def until(check: Any, what: str, timeout_s: float = 120) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def running_on(hosts: Hosts, front: Any, rid: str) -> str:
+    """Wait until a lip-sync host renders request `rid`; return that host."""
+
+    async def check() -> str | None:
+        r = await front.get(rid)
+        return hosts.busy_host() if r.state == "lipsync" and r.progress > 0 else None
+
+    found: str = await until(check, f"request {rid} to render on a lip-sync host")
+    return found
+
+
 async def rendered(hosts: Hosts, host: str, count: int) -> bool:
     """Tell whether the worker on `host` logged at least `count` finished renders."""
     return hosts.workers[host].log().count("'render done'") >= count
@@ -196,12 +207,7 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     # Both lip-sync hosts up; the one rendering is SIGKILLed and the other takes over.
     hosts.start("gpu-a", "lipsync")
     req = await front.submit_render("local", LONG_TEXT, "me", "face")
-
-    async def running_somewhere() -> str | None:
-        r = await front.get(req.id)
-        return hosts.busy_host() if r.state == "lipsync" and r.progress > 0 else None
-
-    victim = await until(running_somewhere, "the render to run on a lip-sync host")
+    victim = await running_on(hosts, front, req.id)
     hosts.workers[victim].kill(signal.SIGKILL)
     survivor = "gpu-b" if victim == "gpu-a" else "gpu-a"
     done = await delivered_once(front, req.id)
@@ -215,6 +221,15 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     ]
     for r in more:
         await delivered_once(front, r.id)
+
+    # A worker stopped with SIGTERM mid-render hands the job back; the other host renders it.
+    req = await front.submit_render("local", LONG_TEXT, "me", "face")
+    stopped = await running_on(hosts, front, req.id)
+    hosts.workers[stopped].kill(signal.SIGTERM)
+    assert hosts.workers[stopped].proc.returncode == 0  # type: ignore[union-attr]
+    assert hosts.presence(stopped) is None  # its presence went with it
+    await delivered_once(front, req.id)
+
     assert front.storage.list("work") == [] and front.storage.list("uploads") == []
 
     # A stage removes its scratch folder just after it announces the result: wait for that.
