@@ -147,13 +147,19 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
             await task
 
 
+def _is_stage(ctx: dict[str, Any]) -> bool:
+    # The reconciler cron (job ids `reconcile-<kind>:<time>`) runs every few seconds; only
+    # stages make a worker busy.
+    return "beacon" in ctx and not str(ctx.get("job_id", "")).startswith("reconcile-")
+
+
 async def _job_start(ctx: dict[str, Any]) -> None:
-    if "beacon" in ctx:
-        await ctx["beacon"].busy(ctx["redis"], str(ctx.get("job_id", "")))
+    if _is_stage(ctx):
+        await ctx["beacon"].busy(ctx["redis"], str(ctx["job_id"]))
 
 
 async def _job_end(ctx: dict[str, Any]) -> None:
-    if "beacon" in ctx:
+    if _is_stage(ctx):
         await ctx["beacon"].idle(ctx["redis"])
 
 
