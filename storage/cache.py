@@ -67,8 +67,7 @@ class ReadCache:
             try:
                 staged.mkdir()
                 fill(staged / target.name)
-                target.parent.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(staged, target.parent)
+                _move_in(staged, target.parent)
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
         self.evict(keep=target.parent)
@@ -85,6 +84,14 @@ class ReadCache:
             doomed = self.temp()
             os.replace(folder, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
+        # Empty parents would keep the names of a purged user's folders on disk.
+        parent = folder.parent
+        while parent != self.entries and parent.is_dir():
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # not empty (or another process just filled it): it stays
+            parent = parent.parent
 
     def evict(self, keep: Path | None = None) -> int:
         """Remove least recently used entries until the cache fits; return how many went."""
@@ -137,6 +144,18 @@ def _safe_tag(tag: str) -> str:
     """Turn an ETag (quotes, dashes of multipart uploads) into a file-name-safe tag."""
     cleaned = "".join(c for c in tag if c.isalnum() or c in "-_")
     return cleaned[:80] or hashlib.sha256(tag.encode()).hexdigest()[:32]
+
+
+def _move_in(staged: Path, entry: Path) -> None:
+    """Rename a filled entry into place, making its parents (again, if a drop pruned them)."""
+    for attempt in range(3):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, entry)
+            return
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
 
 
 def _touch(entry: Path) -> None:
