@@ -31,7 +31,6 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from api.app import create_app
-
     from storage import build_storage
 
     settings = _settings(ctx)
