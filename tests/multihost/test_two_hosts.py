@@ -175,14 +175,12 @@ async def delivered_once(client: Any, rid: str) -> Any:
     return done
 
 
-async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
-    hosts: Hosts, front: Any
-) -> None:
+async def enroll_on_gpu_a(hosts: Hosts, front: Any) -> None:
+    """Start the voice host and gpu-a, and enroll the voice and avatar: gpu-a prepares it."""
     from tests.bot.harness import voice_sample
 
     hosts.start("voice-box", "voice")
     hosts.start("gpu-a", "lipsync")
-    # The avatar is prepared on gpu-a, the only lip-sync host up.
     for kind, path, name in (
         ("voice", voice_sample(hosts.folder), "me"),
         ("avatar", face_clip(), "face"),
@@ -192,7 +190,9 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
         assert done.state == "done", done.error
     assert list((hosts.folder / "front").glob("store")) == []  # the front keeps no store
 
-    # gpu-b comes up, gpu-a is stopped (SIGTERM) while idle: it leaves and its presence goes.
+
+async def render_where_it_was_not_prepared(hosts: Hosts, front: Any) -> None:
+    """gpu-b comes up, gpu-a leaves on SIGTERM while idle; gpu-b renders the avatar."""
     hosts.start("gpu-b", "lipsync")
     gone = hosts.workers["gpu-a"]
     gone.kill(signal.SIGTERM)
@@ -204,7 +204,9 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     await until(lambda: rendered(hosts, "gpu-b", 1), "gpu-b to log its render")
     assert list((hosts.folder / "gpu-b" / "cache" / "entries" / "avatars").rglob("clip*"))
 
-    # Both lip-sync hosts up; the one rendering is SIGKILLed and the other takes over.
+
+async def kill_the_rendering_host(hosts: Hosts, front: Any) -> None:
+    """Both lip-sync hosts up; the rendering one is SIGKILLed and the other takes over."""
     hosts.start("gpu-a", "lipsync")
     req = await front.submit_render("local", LONG_TEXT, "me", "face")
     victim = await running_on(hosts, front, req.id)
@@ -213,7 +215,6 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     done = await delivered_once(front, req.id)
     assert done.epoch == 2  # re-enqueued by the reconciler after the heartbeat stopped
     await until(lambda: rendered(hosts, survivor, 2 if survivor == "gpu-b" else 1), "the survivor")
-
     # The killed host comes back; its start-up sweeps what the dead process left.
     hosts.start(victim, "lipsync")
     more = [
@@ -222,7 +223,9 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     for r in more:
         await delivered_once(front, r.id)
 
-    # A worker stopped with SIGTERM mid-render hands the job back; the other host renders it.
+
+async def stop_the_rendering_host(hosts: Hosts, front: Any) -> None:
+    """A worker stopped with SIGTERM mid-render hands the job back; the other host renders it."""
     req = await front.submit_render("local", LONG_TEXT, "me", "face")
     stopped = await running_on(hosts, front, req.id)
     hosts.workers[stopped].kill(signal.SIGTERM)
@@ -230,6 +233,14 @@ async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
     assert hosts.presence(stopped) is None  # its presence went with it
     await delivered_once(front, req.id)
 
+
+async def test_workers_on_separate_hosts_share_only_redis_and_the_bucket(
+    hosts: Hosts, front: Any
+) -> None:
+    await enroll_on_gpu_a(hosts, front)
+    await render_where_it_was_not_prepared(hosts, front)
+    await kill_the_rendering_host(hosts, front)
+    await stop_the_rendering_host(hosts, front)
     assert front.storage.list("work") == [] and front.storage.list("uploads") == []
 
     # A stage removes its scratch folder just after it announces the result: wait for that.
