@@ -21,6 +21,7 @@ from api.keys import ApiKey
 from api.renders import API_ORIGIN, owned, view
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs.client import JobClient
+from jobs.hosts import list_workers
 from storage.keys import quality_plot_key
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -164,6 +165,8 @@ async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[st
             q: await client.redis.zcard(q) for q in (settings.voice_queue, settings.lipsync_queue)
         },
         "paused": await client.accounts.is_paused(),
+        # Host names and GPUs are the operator's business, not every user's.
+        "workers": await list_workers(client.redis, settings) if key.admin else [],
         "recent": [await view(client, r) for r in recent],
         "voices": await client.accounts.list_voices(key.user),
         "avatars": await client.accounts.list_avatars(key.user),

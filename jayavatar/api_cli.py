@@ -31,8 +31,10 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from api.app import create_app
+    from storage import build_storage
 
     settings = _settings(ctx)
+    build_storage(settings)  # a bad bucket is one line at start-up, not a 500 on first use
     app = create_app(settings)
     uvicorn.run(
         app,

@@ -221,6 +221,9 @@ def worker(settings: Settings, kind: str, burst: bool) -> None:
     )
     if not redis_server.reachable(settings.redis_url):
         raise TransientError(f"cannot reach Redis at {settings.redis_url.split('@')[-1]}")
+    from storage import build_storage
+
+    build_storage(settings)  # a bad bucket or cache folder is one line now, not a failed job later
     build_worker(settings, kind, burst=burst).run()  # type: ignore[arg-type]
 
 

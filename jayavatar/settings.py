@@ -29,9 +29,25 @@ class Settings(BaseSettings):
     stuck_after_s: int = Field(120, ge=5)
     keep_result_s: int = Field(7 * 24 * 3600, ge=60)
     health_check_interval_s: int = Field(10, ge=1)
+    # How this worker's host is named in /admin stats and on the dashboard (default: host name).
+    worker_name: str = Field("", max_length=64)
 
-    # Storage
+    # Storage: "local" keeps everything under data_dir; "s3" keeps it in a bucket that every
+    # host reaches, with a bounded per-host read cache (docs: README "Several machines").
     data_dir: Path = Path(".data")
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = ""  # empty: AWS S3 itself
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr = SecretStr("")
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_prefix: str = ""  # a folder inside the bucket, e.g. "jayavatar/"
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    # The read cache of S3 objects on this host (default: <data_dir>/cache), least recently
+    # used entries go first; entries used in the last cache_min_age_s seconds are kept.
+    cache_dir: Path | None = None
+    cache_max_bytes: int = Field(20 * 1024**3, ge=0)
+    cache_min_age_s: int = Field(1800, ge=0)
 
     # Engines
     voice_engine: Literal["piper", "xtts"] = "piper"

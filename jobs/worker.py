@@ -7,6 +7,7 @@ stages, and survives Redis restarts by retrying its connection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.accounts import Accounts
 from jobs.enginehost import EngineHost
+from jobs.hosts import Beacon
 from jobs.payloads import StagePayload
 from jobs.reconciler import reconcile
 from jobs.records import RecordStore
@@ -96,6 +98,8 @@ def build_worker(settings: Settings, kind: QueueKind, burst: bool = False) -> Wo
         redis_settings=redis_settings(settings),
         on_startup=_startup(settings, kind, timeout),
         on_shutdown=_shutdown,
+        on_job_start=_job_start,
+        on_job_end=_job_end,
         burst=burst,
         max_jobs=1,
         keep_result=settings.keep_result_s,
@@ -115,6 +119,9 @@ def _startup(settings: Settings, kind: QueueKind, timeout: int):  # type: ignore
         host = EngineHost(settings, kind)
         await host.start()
         redis = ctx["redis"]
+        beacon = Beacon(settings, kind)
+        ctx["beacon"] = beacon
+        ctx["beacon_task"] = asyncio.create_task(beacon.run(redis), name="beacon")
         ctx["queue_kind"] = kind
         ctx["stage"] = stages.StageContext(
             settings=settings,
@@ -133,6 +140,27 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     stage = ctx.get("stage")
     if stage is not None:
         stage.host.kill()
+    task = ctx.get("beacon_task")
+    if task is not None:  # its last act removes this worker's presence key
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _is_stage(ctx: dict[str, Any]) -> bool:
+    # The reconciler cron (job ids `reconcile-<kind>:<time>`) runs every few seconds; only
+    # stages make a worker busy.
+    return "beacon" in ctx and not str(ctx.get("job_id", "")).startswith("reconcile-")
+
+
+async def _job_start(ctx: dict[str, Any]) -> None:
+    if _is_stage(ctx):
+        await ctx["beacon"].busy(ctx["redis"], str(ctx["job_id"]))
+
+
+async def _job_end(ctx: dict[str, Any]) -> None:
+    if _is_stage(ctx):
+        await ctx["beacon"].idle(ctx["redis"])
 
 
 def _guarded(stage: Stage) -> Stage:

@@ -16,6 +16,7 @@ from bot.origin import origin_of, user_id
 from bot.replies import defer_reply
 from bot.text import request_line
 from jayavatar.errors import BadInput, NotFound
+from jobs.hosts import describe, list_workers
 
 if TYPE_CHECKING:
     from bot.services import BotServices
@@ -138,6 +139,9 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Run the de
                 f"{row.get(f'{s}_sum', 0.0) / done:.1f}" if done else "-" for s in STAGES
             )
             lines.append(f"`{day}` · {done:.0f} · {row.get('render_failed', 0.0):.0f} · {means}")
+        workers = await list_workers(self.bot.jobs.redis, self.bot.settings)
+        lines.append(f"workers ({len(workers)}):" if workers else "workers: none alive")
+        lines.extend(f"- {describe(w)}" for w in workers)
         await self._say(interaction, "\n".join(lines))
 
     async def _resolve(self, given: str) -> str:

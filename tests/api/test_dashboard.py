@@ -354,3 +354,24 @@ def test_the_quality_line_is_short_and_sorted() -> None:
     # The quality report has its own one-line summary.
     report = {"summary": "sync 0.85 @0f · voice 0.86 (stock 0.61)", "sync": {"corr": 0.85}}
     assert quality_line(report, stats) == report["summary"]
+
+
+async def test_admins_see_every_worker_host(
+    api: httpx.AsyncClient, settings: Settings, client: JobClient, root: str, alice: str
+) -> None:
+    from jobs.hosts import Beacon
+
+    gpu = Beacon(settings.model_copy(update={"worker_name": "gpu-box"}), "lipsync")
+    cpu = Beacon(settings.model_copy(update={"worker_name": "voice-box"}), "voice")
+    await gpu.busy(client.redis, "lipsync:abc:1")
+    await cpu.idle(client.redis)
+    api.cookies.set("jayavatar_key", root)
+    try:
+        page = (await api.get("/dashboard")).text
+        table = page[page.index('id="workers"') :]
+        assert "gpu-box" in table and "busy (lipsync:abc:1)" in table and "landmark" in table
+        assert "voice-box" in table and "idle" in table and "s ago" in table
+        api.cookies.set("jayavatar_key", alice)
+        assert 'id="workers"' not in (await api.get("/dashboard")).text
+    finally:
+        api.cookies.clear()

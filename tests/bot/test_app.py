@@ -158,7 +158,16 @@ def test_admin_commands(bot: BotProcess, fake: FakeDiscord, people: People, stac
 
     [rid] = queued_ids(stack, people.alice)
     assert rid[:8] in run("admin queue")
-    assert "renders" in run("admin stats")
+    # A worker's presence key, as a lip-sync worker on another host writes it.
+    from jobs.hosts import Beacon
+
+    settings: Any = stack.settings()
+    named = settings.model_copy(update={"worker_name": "gpu-box", "device": "cpu"})
+    beacon = Beacon(named, "lipsync")
+    run_async(stack, lambda c: beacon.busy(c.redis, "lipsync:abc:1"))
+    stats = run("admin stats")
+    assert "renders" in stats and "workers (1):" in stats
+    assert "gpu-box · lipsync/landmark · GPU none · busy (lipsync:abc:1)" in stats
     assert run("admin quota", user=people.bob, daily=5, concurrent=2).endswith("2 at a time.")
     limits = run_async(stack, lambda c: c.accounts.quota(user_key(people.bob)))
     assert tuple(limits) == (5, 2)
