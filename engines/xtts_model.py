@@ -131,9 +131,33 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
         model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise ModelMissing(f"xtts_v2/model.pth could not be loaded ({exc}); fix: {fix}") from exc
+    broken = non_finite(model)
+    if broken:
+        raise ModelMissing(
+            f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
+            f"(e.g. {broken[0]}); fix: {fix}"
+        )
     model.to(device)
     model.gpt.to(dtype)
     return model
+
+
+def non_finite(model: torch.nn.Module) -> list[str]:
+    """Return the names of floating-point weights and buffers holding NaN or infinite values."""
+    return [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(value.isfinite().all())
+    ]
+
+
+def verify_folder(path: Path, fix: str) -> str:
+    """Load a model folder as the worker would, on the CPU (`models import` and `verify`).
+
+    `path` is any file of the folder; `fix` is unused since `load_model` names the fix itself.
+    """
+    load_model(path.parent, torch.device("cpu"))
+    return "strict load ok, all weights finite"
 
 
 def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:
