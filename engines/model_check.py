@@ -1,7 +1,8 @@
-"""`python -m engines.model_check MODELS_DIR MODEL`: load one model strictly, as a worker would.
+"""`python -m engines.model_check LOADER PATH FIX`: load one model strictly, as a worker would.
 
-The core CLI runs this in the model's engine environment (torch lives only there) and reads
-the one JSON line it prints: {"ok": bool, "detail": str}.
+The core CLI runs this in the model's engine environment (torch lives only there) with the
+loader named by the engine table (`module:function`), and reads the one JSON line it prints:
+{"ok": bool, "detail": str}.
 """
 
 from __future__ import annotations
@@ -11,25 +12,20 @@ import json
 import sys
 from pathlib import Path
 
-from engines import models
 from jayavatar.errors import JayAvatarError, one_line
 
 
-def check(models_dir: Path, name: str) -> str:
-    """Run the model's strict loader on its files; return what passed or raise ModelMissing."""
-    model = models.get(name)
-    if model.check is None:
-        return "no loader check"
-    module, _, func = model.check.partition(":")
-    loader = getattr(importlib.import_module(module), func)
-    detail: str = loader(models_dir / model.files[0].path, f"; fix: {model.how_to_get}")
+def check(loader: str, path: Path, fix: str) -> str:
+    """Run `loader(path, fix)`; return what passed, or let its ModelMissing through."""
+    module, _, func = loader.partition(":")
+    detail: str = getattr(importlib.import_module(module), func)(path, fix)
     return detail
 
 
 def main(argv: list[str]) -> int:
     """Print the verdict on one line of JSON; the exit code is 0 either way."""
     try:
-        verdict = {"ok": True, "detail": check(Path(argv[0]), argv[1])}
+        verdict = {"ok": True, "detail": check(argv[0], Path(argv[1]), argv[2])}
     except JayAvatarError as exc:
         verdict = {"ok": False, "detail": one_line(exc)}
     print(json.dumps(verdict))

@@ -256,7 +256,9 @@ def load_check(models_dir: Path, model: Model, python: Path) -> FileStatus:
 
     Returns the status of the model's first file, with what the loader checked.
     """
-    command = [str(python), "-m", "engines.model_check", str(models_dir), model.name]
+    assert model.check is not None
+    path, fix = models_dir / model.files[0].path, f"; fix: {fix_for(model)}"
+    command = [str(python), "-m", "engines.model_check", model.check, str(path), fix]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

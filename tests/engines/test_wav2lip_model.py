@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,8 @@ def test_wrong_checkpoint_lists_missing_and_unexpected_keys(tmp_path: Path, mode
     path = tmp_path / "other.pth"
     torch.save({"state_dict": state}, path)
     with pytest.raises(
-        ModelMissing, match=r"other\.pth: .*1 missing keys.*output_block\.1\.weight.*disc\.0\.weight"
+        ModelMissing,
+        match=r"other\.pth: .*1 missing keys.*output_block\.1\.weight.*disc\.0\.weight",
     ):
         load_wav2lip(path)
 
@@ -139,7 +141,9 @@ def test_wrong_shapes_are_reported(tmp_path: Path, model: Wav2Lip) -> None:
     state["output_block.1.weight"] = torch.zeros(3, 64, 1, 1)
     path = tmp_path / "resized.pth"
     torch.save(state, path)
-    with pytest.raises(ModelMissing, match=r"resized\.pth: .*wrong shapes.*output_block\.1\.weight"):
+    with pytest.raises(
+        ModelMissing, match=r"resized\.pth: .*wrong shapes.*output_block\.1\.weight"
+    ):
         load_wav2lip(path)
 
 
@@ -206,6 +210,13 @@ def test_models_import_loads_the_checkpoint_strictly(tmp_path: Path, model: Wav2
     code, out, err = import_model(tmp_path / "models", good)
     assert code == 0, err
     assert "wav2lip/wav2lip_gan.pth: ok (strict load and probe pass ok)" in out
+    verified = CliRunner().invoke(
+        models_cli,
+        ["verify", "wav2lip_gan", "--root", str(tmp_path)],
+        obj=Settings(models_dir=tmp_path / "models"),
+    )
+    assert verified.exit_code == 0
+    assert re.search(r"wav2lip_gan \(load\)\s+ok\s+strict load and probe pass ok", verified.stdout)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["output_block.1.weight"] = torch.zeros(3, 32, 3, 3)
     bad = tmp_path / "bad.pth"
