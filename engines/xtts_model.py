@@ -130,7 +130,9 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
     try:
         model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"xtts_v2/model.pth could not be loaded ({exc}); fix: {fix}") from exc
+        raise ModelMissing(
+            f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"
+        ) from exc
     broken = non_finite(model)
     if broken:
         raise ModelMissing(
@@ -140,6 +142,14 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
     model.to(device)
     model.gpt.to(dtype)
     return model
+
+
+def _brief(exc: BaseException) -> str:
+    """Shorten torch's load error to one line, wrong shapes first (the key lists run long)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines.sort(key=lambda line: not line.startswith("size mismatch"))
+    text = " ".join(lines)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def non_finite(model: torch.nn.Module) -> list[str]:
