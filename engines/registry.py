@@ -6,7 +6,6 @@ import importlib
 from typing import TYPE_CHECKING, Any, cast
 
 from jayavatar import catalog
-from jayavatar.errors import BadInput
 
 if TYPE_CHECKING:
     from engines.base import LipSyncEngine, VoiceEngine
@@ -17,12 +16,10 @@ def build_engine(settings: Settings, kind: catalog.Kind, name: str) -> Any:
     """Build engine `name` of `kind` from its table row and load its models now.
 
     Loading here (at worker start, in the engine's child process) makes a missing or broken
-    model file stop the worker at once, naming the file and the fix.
+    model file stop the worker at once, naming the file and the fix. An unknown name is a
+    configuration error (ValueError), which Settings normally catch first.
     """
-    try:
-        row = catalog.engine(name, kind)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    row = catalog.engine(name, kind)
     module, _, attr = row.target.partition(":")
     engine = getattr(importlib.import_module(module), attr)(settings)
     load = getattr(engine, "load", None)
