@@ -66,7 +66,8 @@ bench: envs
 check: envs
 	$(CORE)/bin/ruff check .
 	$(CORE)/bin/ruff format --check .
-	$(CORE)/bin/mypy $(CORE_PKGS) engines/base.py engines/registry.py engines/models.py engines/text.py
+	$(CORE)/bin/mypy $(CORE_PKGS) engines/base.py engines/registry.py engines/models.py engines/text.py \
+		engines/model_check.py
 	.venvs/lipsync/bin/mypy $(wildcard $(LIPSYNC_PY))
 	.venvs/voice/bin/mypy $(wildcard $(VOICE_PY))
 
