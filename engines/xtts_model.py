@@ -139,6 +139,10 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
             f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
             f"(e.g. {broken[0]}); fix: {fix}"
         )
+    if not _vocoder_probe_ok(model):
+        raise ModelMissing(
+            f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
+        )
     model.to(device)
     model.gpt.to(dtype)
     return model
@@ -150,6 +154,15 @@ def _brief(exc: BaseException) -> str:
     lines.sort(key=lambda line: not line.startswith("size mismatch"))
     text = " ".join(lines)
     return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _vocoder_probe_ok(model: Any) -> bool:
+    """Run the HiFi-GAN vocoder once on a few constant latents (on the CPU); True if finite."""
+    latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1)
+    speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01)
+    with torch.inference_mode():
+        wav = model.hifigan_decoder(latents, g=speaker)
+    return bool(wav.isfinite().all()) and wav.numel() > 0
 
 
 def non_finite(model: torch.nn.Module) -> list[str]:
@@ -167,7 +180,7 @@ def verify_folder(path: Path, fix: str) -> str:
     `path` is any file of the folder; `fix` is unused since `load_model` names the fix itself.
     """
     load_model(path.parent, torch.device("cpu"))
-    return "strict load ok, all weights finite"
+    return "strict load, finite weights and vocoder probe ok"
 
 
 def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:

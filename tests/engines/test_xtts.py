@@ -305,6 +305,12 @@ def test_non_finite_or_reshaped_weights_are_refused(workdir: Path, tmp_path: Pat
         XttsEngine(settings)
     with pytest.raises(ModelMissing, match=r"NaN.*fix: jayavatar models pull xtts_v2"):
         verify_folder(broken / "config.json", "")
+    state[name].view(-1)[0] = 0.0
+    vocoder = next(k for k in state if k.startswith("hifigan_decoder.waveform_decoder.conv_pre"))
+    state[vocoder].fill_(3e38)  # finite, but the vocoder's sums overflow
+    torch.save(checkpoint, broken / "model.pth")
+    with pytest.raises(ModelMissing, match=r"vocoder's probe pass gives NaN or infinite audio"):
+        XttsEngine(settings)
     state[name] = torch.zeros(3, 1)
     torch.save(checkpoint, broken / "model.pth")
     with pytest.raises(
