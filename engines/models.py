@@ -120,6 +120,18 @@ def require(models_dir: Path, name: str) -> Path:
     return models_dir / model.files[0].path.split("/")[0]
 
 
+def load_error(exc: BaseException) -> str:
+    """Say in a few words why torch could not read a checkpoint.
+
+    torch's own text for a file that is not plain tensors suggests loading it unsafely;
+    that is never the fix for a model file, so it is replaced.
+    """
+    text = " ".join(str(exc).split())
+    if "Weights only load failed" in text:
+        return "not a checkpoint of plain tensors (damaged, or not the model)"
+    return text if len(text) <= 160 else text[:160] + "…"
+
+
 def sha256_of(path: Path) -> str:
     """Return the hex sha256 of a file, read in blocks."""
     digest = hashlib.sha256()

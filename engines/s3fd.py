@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from engines.models import load_error
 from jayavatar.errors import ModelMissing
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def load_s3fd(path: Path, fix: str = "; fix: jayavatar models pull s3fd") -> S3F
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"cannot read S3FD weights {path}: {exc}{fix}") from exc
+        raise ModelMissing(f"cannot read S3FD weights {path}: {load_error(exc)}{fix}") from exc
     problem = _state_problem(state)
     if problem:
         raise ModelMissing(f"{path} is not a usable S3FD checkpoint ({problem}){fix}")

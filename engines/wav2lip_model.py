@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from engines.models import load_error
 from jayavatar.errors import ModelMissing
 
 #: Parameters of the official generator (weights and biases, BatchNorm buffers not counted).
@@ -254,7 +255,7 @@ def load_wav2lip(path: Path, fix: str = "") -> Wav2Lip:
     except ModelMissing as exc:
         raise ModelMissing(f"{path}: {exc}{fix}") from exc
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"cannot read Wav2Lip weights {path}: {exc}{fix}") from exc
+        raise ModelMissing(f"cannot read Wav2Lip weights {path}: {load_error(exc)}{fix}") from exc
     return model
 
 

@@ -150,6 +150,8 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
 
 def _brief(exc: BaseException) -> str:
     """Shorten torch's load error to one line, wrong shapes first (the key lists run long)."""
+    if "Weights only load failed" in str(exc):
+        return registry.load_error(exc)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     lines.sort(key=lambda line: not line.startswith("size mismatch"))
     text = " ".join(lines)
