@@ -119,7 +119,7 @@ def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
 def test_unreadable_file_is_model_missing(tmp_path: Path) -> None:
     path = tmp_path / "wav2lip.pth"
     path.write_bytes(b"<html>not a checkpoint</html>")
-    with pytest.raises(ModelMissing, match="cannot read .*not a checkpoint of plain tensors"):
+    with pytest.raises(ModelMissing, match=r"cannot read .*not a checkpoint of plain tensors"):
         load_wav2lip(path)
 
 
