@@ -3,9 +3,10 @@
 
 PYTHON ?= python3.11
 CORE := .venv
-ENVS := voice lipsync
-# The XTTS environment is only needed by its tests and by deployments that choose engine xtts.
-TEST_ENVS := $(ENVS) xtts
+# The engine environments come from the engine table (jayavatar/catalog.py). The XTTS one is
+# not built by default: only its tests and deployments that choose engine xtts need it.
+ENVS := $(shell $(PYTHON) jayavatar/catalog.py envs --default)
+TEST_ENVS := $(shell $(PYTHON) jayavatar/catalog.py envs)
 PIP_FLAGS ?= -q --disable-pip-version-check
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 CORE_PKGS := jayavatar jobs storage bot api
@@ -74,7 +75,8 @@ bench: envs
 check: envs
 	$(CORE)/bin/ruff check .
 	$(CORE)/bin/ruff format --check .
-	$(CORE)/bin/mypy $(CORE_PKGS) engines/base.py engines/registry.py engines/models.py engines/text.py
+	$(CORE)/bin/mypy $(CORE_PKGS) engines/base.py engines/registry.py engines/models.py engines/text.py \
+		engines/model_check.py
 	.venvs/lipsync/bin/mypy $(wildcard $(LIPSYNC_PY))
 	.venvs/voice/bin/mypy $(wildcard $(VOICE_PY))
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
+# Re-exported: the API speaks of the same kinds and states as the records.
+from jobs.records import Kind as Kind
 from jobs.records import Request
-
-Kind = Literal["render", "voice_enroll", "avatar_enroll"]
-State = Literal["queued", "voice", "lipsync", "enroll", "done", "failed", "cancelled"]
+from jobs.records import State as State
 
 # The same shapes storage.keys enforces, stated in the schema so clients (and fuzzers) know them.
 USER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -73,7 +73,7 @@ class RequestOut(BaseModel):
     result: dict[str, Any] = Field(
         default_factory=dict, description="Render statistics or enrolment metadata."
     )
-    queue_position: int | None = Field(None, description="Requests ahead of this one; 0 = next.")
+    queue_position: int | None = Field(None, description="Queue place while waiting; 1 = next.")
     video_url: str | None = Field(None, description="Where the MP4 is, once the render is done.")
     events_url: str
 

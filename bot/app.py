@@ -33,6 +33,7 @@ from bot.progress import Tracker
 from bot.replies import REPLY_ID
 from bot.text import progress_message
 from bot.views import CancelButton, RetryButton, cancel_view
+from jayavatar import ids
 from jayavatar.errors import BadInput, TransientError
 from jayavatar.settings import Settings
 from jobs.client import JobClient
@@ -41,7 +42,7 @@ from jobs.records import Request
 log = logging.getLogger(__name__)
 # Admin actions by a server Administrator who is not in the configured admin list run as the
 # deployment's operator identity (the same one the CLI uses on the server).
-OPERATOR = "local"
+OPERATOR = ids.LOCAL
 BEAT_EVERY_S = 10
 ALIVE_TTL_S = 45
 

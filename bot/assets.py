@@ -10,6 +10,7 @@ import discord
 from bot.origin import origin_of, user_id
 from bot.replies import defer_reply
 from bot.uploads import avatar_rules, fetch_upload, voice_rules
+from jayavatar import ids
 from jobs.accounts import AssetKind
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ async def listing(bot: BotServices, kind: AssetKind, user: str) -> str:
 
 
 def _who(user: str) -> str:
-    tail = user.removeprefix("discord-")
-    return f"<@{tail}>" if tail != user and tail.isdigit() else f"`{user}`"
+    snowflake = ids.discord_snowflake(user)
+    return f"<@{snowflake}>" if snowflake is not None else f"`{user}`"
 
 
 async def remove(bot: BotServices, kind: AssetKind, user: str, name: str) -> str:

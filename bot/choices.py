@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from discord import app_commands
 
+from jayavatar import catalog
 from jayavatar.settings import Settings
 from jobs.accounts import Accounts, AssetKind
-from jobs.validate import XTTS_LANGUAGES
 
 MAX_CHOICES = 25  # Discord shows at most 25 suggestions
 
@@ -27,6 +27,6 @@ async def asset_choices(
 
 def language_choices(settings: Settings, current: str) -> list[app_commands.Choice[str]]:
     """Suggest the languages the configured voice engine speaks."""
-    codes = ["en"] if settings.voice_engine == "piper" else sorted(XTTS_LANGUAGES)
+    codes = sorted(catalog.engine(settings.voice_engine).languages)
     needle = current.strip().lower()
     return [app_commands.Choice(name=c, value=c) for c in codes if needle in c][:MAX_CHOICES]

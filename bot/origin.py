@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.replies import REPLY_ID
+from jayavatar import ids
 
 FRONT = "discord"
 # Tokens last 15 min; stop using one a little early so an edit never races its expiry.
@@ -22,13 +23,12 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 def user_id(user: discord.abc.User | discord.Object) -> str:
     """Return the JayAvatar user id of a Discord account."""
-    return f"discord-{user.id}"
+    return ids.discord_user(user.id)
 
 
 def snowflake_of(user: str) -> int | None:
     """Return the Discord id inside a JayAvatar user id, or None for other users."""
-    tail = user.removeprefix("discord-")
-    return int(tail) if tail != user and tail.isdigit() else None
+    return ids.discord_snowflake(user)
 
 
 def origin_of(interaction: discord.Interaction) -> dict[str, str]:

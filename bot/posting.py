@@ -30,7 +30,7 @@ class Skip(Exception):
     """This place cannot take the post; the next one is tried."""
 
 
-class TooLarge(Exception):
+class RefusedAsTooLarge(Exception):
     """Discord refused the file as too large (413 / 40005)."""
 
 
@@ -80,7 +80,7 @@ class Poster:
         """Post to `target`; on 413, post again without the file and say why."""
         try:
             return await self._send(target, req, origin, self.draft(req, limit))
-        except TooLarge:
+        except RefusedAsTooLarge:
             return await self._send(target, req, origin, self.draft(req, limit, file_ok=False))
 
     async def _send(self, target: str, req: Request, origin: Origin, draft: Draft) -> Posted:
@@ -127,7 +127,7 @@ class Poster:
 
     async def _refused(self, target: str, req: Request, exc: discord.HTTPException) -> None:
         if exc.status == 413 or exc.code == 40005:
-            raise TooLarge() from exc
+            raise RefusedAsTooLarge() from exc
         if target == "edit" and exc.status == 401:
             await self.memory.mark_token_dead(req.id)
             raise Skip("the interaction token expired (401)") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import urllib.error
 import urllib.request
 import zipfile
@@ -17,111 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from jayavatar import catalog
+from jayavatar.catalog import HUB, Model, ModelFile
 from jayavatar.errors import BadInput, ModelMissing, NotFound
-
-HUB = "https://huggingface.co"
-CPML = "Coqui Public Model License 1.0.0 (non-commercial use only)"
-CPML_URL = "https://coqui.ai/cpml"
-WAV2LIP_LICENCE = "Wav2Lip licence: non-commercial research use only (trained on LRS2)"
 
 #: Progress callback for downloads: (bytes done, bytes expected or 0).
 ByteProgress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One file of a model, with the facts that identify the official release."""
-
-    path: str  # relative to the models directory
-    url: str | None  # official download; None where the source has no direct link
-    size: int | None = None
-    sha256: str | None = None
-    sha256_prefix: str | None = None  # where only the name-embedded prefix is published
-    min_size: int = 1
-    required: bool = True  # False for training-only files
-
-
-@dataclass(frozen=True)
-class Model:
-    """A set of files that an engine loads together."""
-
-    name: str
-    engine: str
-    licence: str
-    licence_url: str
-    files: tuple[ModelFile, ...]
-    how_to_get: str
-    optional: bool = False  # an alternative exists, so its engine can run without it
-
-
-def _xtts_url(name: str) -> str:
-    """Return the hub path of an XTTS v2 file; `pull` may swap the hub for a mirror."""
-    return f"{HUB}/coqui/XTTS-v2/resolve/main/{name}"
-
-
-# Sizes and digests of the XTTS v2.0.3 release files as published on the hub.
-MODELS: dict[str, Model] = {
-    "xtts_v2": Model(
-        name="xtts_v2",
-        engine="xtts",
-        licence=CPML,
-        licence_url=CPML_URL,
-        how_to_get="jayavatar models pull xtts_v2",
-        files=(
-            ModelFile("xtts_v2/config.json", _xtts_url("config.json"), 4368,
-                      "ef262b1454dd2a77e1461b0b2cd53e19b8a7624cc131b837d36df67356bc75e8"),
-            ModelFile("xtts_v2/model.pth", _xtts_url("model.pth"), 1867929118,
-                      "c7ea20001c6a0a841c77e252d8409f6a74fb423e79b3206a0771ba5989776187"),
-            ModelFile("xtts_v2/vocab.json", _xtts_url("vocab.json"), 361219,
-                      "928260878a59da8a72a2a5b7687fea29d5106137669d90945430fe17e415304a"),
-            ModelFile("xtts_v2/speakers_xtts.pth", _xtts_url("speakers_xtts.pth"), 7754818,
-                      "f0f6137c19a4eab0cbbe4c99b5babacf68b1746e50da90807708c10e645b943b",
-                      required=False),
-            ModelFile("xtts_v2/dvae.pth", _xtts_url("dvae.pth"), 210514388,
-                      "b29bc227d410d4991e0a8c09b858f77415013eeb9fba9650258e96095557d97a",
-                      required=False),
-            ModelFile("xtts_v2/mel_stats.pth", _xtts_url("mel_stats.pth"), 1067,
-                      "1f69422a8a8f344c4fca2f0c6b8d41d2151d6615b7321e48e6bb15ae949b119c",
-                      required=False),
-        ),
-    ),
-    # The official Wav2Lip checkpoints sit in a sign-in folder linked from the project's
-    # README, with no published digest: they can only be imported, and checked for shape.
-    "wav2lip": Model(
-        name="wav2lip",
-        engine="wav2lip",
-        licence=WAV2LIP_LICENCE,
-        licence_url="https://github.com/Rudrabha/Wav2Lip#license-and-citation",
-        how_to_get="download wav2lip.pth from the Wav2Lip README, then "
-        "`jayavatar models import wav2lip FILE`",
-        files=(ModelFile("wav2lip/wav2lip.pth", None, min_size=140_000_000),),
-        optional=True,  # wav2lip_gan is the default checkpoint
-    ),
-    "wav2lip_gan": Model(
-        name="wav2lip_gan",
-        engine="wav2lip",
-        licence=WAV2LIP_LICENCE,
-        licence_url="https://github.com/Rudrabha/Wav2Lip#license-and-citation",
-        how_to_get="download wav2lip_gan.pth from the Wav2Lip README, then "
-        "`jayavatar models import wav2lip_gan FILE`",
-        files=(ModelFile("wav2lip/wav2lip_gan.pth", None, min_size=140_000_000),),
-    ),
-    # S3FD face detector as packaged by the face-alignment project; its name carries the
-    # first hex digits of its sha256, the torch hub convention.
-    "s3fd": Model(
-        name="s3fd",
-        engine="wav2lip",
-        licence="BSD-3-Clause (face-alignment project)",
-        licence_url="https://github.com/1adrianb/face-alignment/blob/master/LICENSE",
-        how_to_get="jayavatar models pull s3fd",
-        files=(
-            ModelFile("s3fd/s3fd.pth",
-                      "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
-                      sha256_prefix="619a316812", min_size=80_000_000),
-        ),
-        optional=True,  # the engine may track faces with another detector
-    ),
-}  # fmt: skip
 
 
 #: Model arguments in the XTTS v2 release's config.json; tests and benchmarks build from them.
@@ -160,10 +62,11 @@ class FileStatus:
 
 def get(name: str) -> Model:
     """Return the model called `name`, or raise NotFound listing the known ones."""
+    known = catalog.models()
     try:
-        return MODELS[name]
+        return known[name]
     except KeyError:
-        raise NotFound(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+        raise NotFound(f"unknown model {name!r}; known: {', '.join(known)}") from None
 
 
 def fix_for(model: Model) -> str:
@@ -215,6 +118,18 @@ def require(models_dir: Path, name: str) -> Path:
                 f"model file {file.path} is {state} under {models_dir}; fix: {fix_for(model)}"
             )
     return models_dir / model.files[0].path.split("/")[0]
+
+
+def load_error(exc: BaseException) -> str:
+    """Say in a few words why torch could not read a checkpoint.
+
+    torch's own text for a file that is not plain tensors suggests loading it unsafely;
+    that is never the fix for a model file, so it is replaced.
+    """
+    text = " ".join(str(exc).split())
+    if "Weights only load failed" in text:
+        return "not a checkpoint of plain tensors (damaged, or not the model)"
+    return text if len(text) <= 160 else text[:160] + "…"
 
 
 def sha256_of(path: Path) -> str:
@@ -323,12 +238,14 @@ def import_files(
     source: Path,
     *,
     link: bool = False,
+    python: Path | None = None,
     on_file: Callable[[str, int, int], None] | None = None,
 ) -> list[FileStatus]:
     """Copy (or hard-link) a model's files from a local file or folder, then verify them.
 
     A folder is searched for each file by its name; a single file fits a one-file model.
-    Files that fail verification are removed again and reported by ModelMissing.
+    With `python` (the engine environment's interpreter) the model is then loaded strictly
+    there, as a worker would. Files that fail are removed again and reported by ModelMissing.
     `on_file(path, index, count)` is told before each file is looked for, copied and hashed.
     """
     model = get(name)
@@ -345,7 +262,36 @@ def import_files(
             continue
         _place(found, models_dir / file.path, link)
         placed.append(_verified_or_removed(models_dir, file, model))
+    if python is not None and model.check is not None:
+        try:
+            placed.append(load_check(models_dir, model, python))
+        except ModelMissing:
+            for status in placed:
+                (models_dir / status.file.path).unlink(missing_ok=True)
+            raise
     return placed
+
+
+def load_check(models_dir: Path, model: Model, python: Path) -> FileStatus:
+    """Load `model` strictly with `python` (its engine environment); raise ModelMissing if broken.
+
+    Returns the status of the model's first file, with what the loader checked.
+    """
+    assert model.check is not None
+    path, fix = models_dir / model.files[0].path, f"; fix: {fix_for(model)}"
+    command = [str(python), "-m", "engines.model_check", model.check, str(path), fix]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelMissing(f"cannot load {model.name} with {python}: {exc}") from exc
+    try:
+        verdict = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelMissing(f"cannot load {model.name} with {python}: {last}") from None
+    if not verdict.get("ok"):
+        raise ModelMissing(str(verdict.get("detail")))
+    return FileStatus(model.files[0], "ok", str(verdict.get("detail")))
 
 
 def _find_source(source: Path, file: ModelFile, count: int) -> Path | None:

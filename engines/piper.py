@@ -52,7 +52,7 @@ def load_stock_voice() -> PiperVoice:
     return PiperVoice.load(model, config_path=config)
 
 
-def clean_text(text: str) -> str:
+def without_phoneme_brackets(text: str) -> str:
     """Prepare user text for Piper: `[[...]]` would be read as raw phonemes, so drop brackets."""
     return " ".join(text.replace("[", " ").replace("]", " ").split())
 
@@ -61,7 +61,7 @@ def speak(
     voice: PiperVoice, text: str, progress: ProgressFn = no_progress, share: float = 1.0
 ) -> audio.Audio:
     """Speak `text` sentence by sentence with the stock voice; report progress up to `share`."""
-    sentences = [s for s in voice.phonemize(clean_text(text)) if s]
+    sentences = [s for s in voice.phonemize(without_phoneme_brackets(text)) if s]
     if not sentences:
         raise BadInput("the text has nothing to say")
     gap = np.zeros(int(SENTENCE_GAP_S * voice.config.sample_rate), dtype=np.float32)

@@ -8,7 +8,7 @@ with square anchors four strides wide. Used once per avatar at preparation, neve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from jayavatar.errors import BadInput, ModelMissing
+from engines.models import load_error
+from jayavatar.errors import ModelMissing
 
 if TYPE_CHECKING:
     from engines.facetrack import FaceTrack
@@ -112,28 +113,57 @@ class S3FD(nn.Module):
         return out
 
 
-def load_s3fd(path: Path) -> S3FD:
-    """Load S3FD weights on the CPU (`ModelMissing` if absent or unreadable, else strict)."""
+def load_s3fd(path: Path, fix: str = "; fix: jayavatar models pull s3fd") -> S3FD:
+    """Load S3FD weights strictly on the CPU; `ModelMissing` names the file and ends in `fix`.
+
+    Refused: an absent or unreadable file, other keys or shapes, non-finite weights, and
+    weights whose probe forward pass gives non-finite scores.
+    """
     if not path.is_file():
-        raise ModelMissing(f"S3FD weights not found at {path}; run `jayavatar models pull s3fd`")
+        raise ModelMissing(f"S3FD weights not found at {path}{fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"cannot read S3FD weights {path}: {exc}") from exc
+        raise ModelMissing(f"cannot read S3FD weights {path}: {load_error(exc)}{fix}") from exc
+    problem = _state_problem(state)
+    if problem:
+        raise ModelMissing(f"{path} is not a usable S3FD checkpoint ({problem}){fix}")
+    model = S3FD()
+    model.load_state_dict(_unwrap(state))
+    model.eval()
+    with torch.no_grad():
+        heads = model(torch.full((1, 3, 128, 128), 0.5))
+    if not all(bool(t.isfinite().all()) for pair in heads for t in pair):
+        raise ModelMissing(f"{path}: the S3FD probe pass gives NaN or infinite scores{fix}")
+    return model
+
+
+def _unwrap(state: Any) -> dict[str, Any]:
+    """Return the weights of a checkpoint, without `state_dict` wrapper or `module.` prefixes."""
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise BadInput(f"{path.name} is not an S3FD checkpoint")
-    state = {str(k).removeprefix("module."): v for k, v in state.items()}
-    model = S3FD()
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, Tensor)}
+        return {}
+    return {str(k).removeprefix("module."): v for k, v in state.items()}
+
+
+def _state_problem(state: Any) -> str:
+    """Say why `state` is not the S3FD weights, or return ""."""
+    weights = _unwrap(state)
+    expected = {k: tuple(v.shape) for k, v in S3FD().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, Tensor)}
     if got != expected:
-        diff = sorted(set(expected.items()) ^ set(got.items()))[:3]
-        raise BadInput(f"{path.name} is not an S3FD checkpoint (mismatch: {diff})")
-    model.load_state_dict(state)
-    model.eval()
-    return model
+        return f"mismatch: {sorted(set(expected.items()) ^ set(got.items()))[:3]}"
+    broken = [
+        k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    return f"NaN or infinite values in {broken[0]}" if broken else ""
+
+
+def verify_weights(path: Path, fix: str) -> str:
+    """Load S3FD weights as the engine would (`models import`, `verify` and worker start)."""
+    load_s3fd(path, fix)
+    return "strict load and probe pass ok"
 
 
 def decode(heads: list[tuple[Tensor, Tensor]], min_score: float = SCORE_MIN) -> NDArray[np.float32]:

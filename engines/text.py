@@ -8,13 +8,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from jayavatar import catalog
 from jayavatar.errors import BadInput
 
-#: The 17 languages XTTS v2 speaks (its own code for Chinese is "zh-cn").
-LANGUAGES = (
-    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru",
-    "nl", "cs", "ar", "zh", "hu", "ko", "ja", "hi",
-)  # fmt: skip
+#: The 17 languages XTTS v2 speaks, from the engine table (its own code for Chinese is "zh-cn").
+LANGUAGES = catalog.XTTS_LANGUAGES
 
 #: Characters per chunk that XTTS v2 speaks reliably, per language (its tokenizer's guidance).
 CHAR_LIMITS = {

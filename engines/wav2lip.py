@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from engines import media
+from engines import media, models
 from engines.avatar_prep import prepare_avatar
 from engines.base import ProgressFn
 from engines.facetrack import FaceTrack, segments
@@ -163,13 +163,22 @@ class Wav2LipEngine:
         return self.settings.models_dir / "wav2lip"
 
     def load(self) -> GenerateFn:
-        """Load the generator once (GAN weights preferred); later calls reuse it."""
+        """Load the generator once (GAN weights preferred), strictly; later calls reuse it.
+
+        The worker calls this at start, so a missing or broken file stops it there; S3FD
+        weights, when present, are checked too.
+        """
         if self._generator is None:
-            model = load_wav2lip(self._checkpoint())
+            name, path = self._checkpoint()
+            model = load_wav2lip(path, fix=f"; fix: {models.get(name).how_to_get}")
             sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
             self._generator = generator
+            if self.s3fd_path.is_file():
+                from engines.s3fd import verify_weights
+
+                verify_weights(self.s3fd_path, f"; fix: {models.get('s3fd').how_to_get}")
         if self.split:
             self.media_workers.start()
         return self._generator
@@ -178,16 +187,20 @@ class Wav2LipEngine:
         """Stop the decoder and encoder processes and free their frame ring."""
         self.media_workers.close()
 
-    def _checkpoint(self) -> Path:
+    @property
+    def s3fd_path(self) -> Path:
+        """Where the optional S3FD face detector weights live."""
+        return self.settings.models_dir / "s3fd" / "s3fd.pth"
+
+    def _checkpoint(self) -> tuple[str, Path]:
         """Return the first checkpoint present, or raise `ModelMissing` naming file and fix."""
         for name in CHECKPOINTS:
             path = self.weights_dir / f"{name}.pth"
             if path.is_file():
-                return path
+                return name, path
         wanted = self.weights_dir / "wav2lip_gan.pth"
         raise ModelMissing(
-            f"Wav2Lip weights not found at {wanted}; download wav2lip_gan.pth from the "
-            "Wav2Lip README, then run `jayavatar models import wav2lip_gan FILE`"
+            f"Wav2Lip weights not found at {wanted}; fix: {models.get(CHECKPOINTS[0]).how_to_get}"
         )
 
     def prepare(self, media_path: Path, out_dir: Path) -> dict[str, Any]:
@@ -204,7 +217,7 @@ class Wav2LipEngine:
 
     def _face_boxes(self, clip: Path, track: FaceTrack) -> tuple[NDArray[np.int32], str]:
         """Return per-frame face boxes: S3FD's if its weights are here, else FaceMesh's."""
-        s3fd_path = self.settings.models_dir / "s3fd" / "s3fd.pth"
+        s3fd_path = self.s3fd_path
         if not s3fd_path.is_file():
             return track.boxes, "facemesh"
         from engines.s3fd import detect_clip_boxes

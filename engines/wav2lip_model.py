@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from jayavatar.errors import BadInput, ModelMissing
+from engines.models import load_error
+from jayavatar.errors import ModelMissing
 
 #: Parameters of the official generator (weights and biases, BatchNorm buffers not counted).
 PARAM_COUNT = 36_298_035
@@ -188,12 +189,12 @@ def extract_state_dict(checkpoint: Any) -> dict[str, Tensor]:
     """Return the generator weights of a checkpoint, without `state_dict` wrapper or `module.`."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise BadInput("not a Wav2Lip checkpoint: expected a dict of tensors or a 'state_dict'")
+        raise ModelMissing("not a Wav2Lip checkpoint: expected a dict of tensors or a 'state_dict'")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def check_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
-    """Raise `BadInput` naming the first mismatches if `state` does not fit `model` exactly."""
+    """Raise `ModelMissing` naming the first mismatches if `state` does not fit `model` exactly."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(expected.keys() - state.keys())
     extra = sorted(state.keys() - expected.keys())
@@ -209,28 +210,56 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
         problems.append(f"{len(extra)} unexpected keys (e.g. {', '.join(extra[:3])})")
     if wrong:
         problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:2])})")
+    broken = non_finite(state)
+    if broken:
+        problems.append(f"{len(broken)} tensors hold NaN or infinite values (e.g. {broken[0]})")
     if problems:
-        raise BadInput("not a Wav2Lip generator checkpoint: " + "; ".join(problems))
+        raise ModelMissing("not a usable Wav2Lip generator checkpoint: " + "; ".join(problems))
+
+
+def non_finite(state: dict[str, Tensor]) -> list[str]:
+    """Return the names of floating-point tensors holding NaN or infinite values."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+
+
+def probe(model: Wav2Lip) -> None:
+    """Run one forward pass on a fixed input; raise `ModelMissing` unless the crop is sane.
+
+    Catches what the tensors alone do not show, such as negative BatchNorm variances.
+    """
+    mel = torch.linspace(-4.0, 1.0, 80 * 16).reshape(1, 1, 80, 16)
+    faces = torch.full((1, 6, 96, 96), 0.5)
+    with torch.no_grad():
+        out = model(mel, faces)
+    if tuple(out.shape) != (1, 3, 96, 96) or not bool(out.isfinite().all()):
+        raise ModelMissing("the Wav2Lip generator's probe pass gives NaN or infinite pixels")
 
 
 def load_wav2lip(path: Path, fix: str = "") -> Wav2Lip:
-    """Load an official-format generator checkpoint onto the CPU, in eval mode.
+    """Load an official-format generator checkpoint strictly onto the CPU, in eval mode.
 
-    Raises `ModelMissing` if the file is absent or unreadable (with `fix` appended), and
-    `BadInput` if it is a checkpoint of something else.
+    Refuses, with `ModelMissing` naming the file and ending in `fix`, a file that is absent,
+    unreadable, of something else (keys or shapes differ), holds non-finite weights, or whose
+    probe forward pass gives non-finite pixels.
     """
     if not path.is_file():
         raise ModelMissing(f"Wav2Lip weights not found at {path}{fix}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"cannot read Wav2Lip weights {path}: {exc}{fix}") from exc
-    state = extract_state_dict(checkpoint)
-    model = Wav2Lip()
-    try:
+        state = extract_state_dict(checkpoint)
+        model = Wav2Lip()
         check_state_dict(model, state)
-    except BadInput as exc:
-        raise BadInput(f"{path.name}: {exc}") from exc
-    model.load_state_dict(state, strict=True)
-    model.eval()
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        probe(model)
+    except ModelMissing as exc:
+        raise ModelMissing(f"{path}: {exc}{fix}") from exc
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ModelMissing(f"cannot read Wav2Lip weights {path}: {load_error(exc)}{fix}") from exc
     return model
+
+
+def verify_checkpoint(path: Path, fix: str) -> str:
+    """Load a checkpoint as a worker would (`models import` and `verify` call this)."""
+    load_wav2lip(path, fix)
+    return "strict load and probe pass ok"

@@ -61,8 +61,8 @@ class XttsEngine:
     def __init__(
         self,
         settings: Settings,
-        gpt_precision: str = "float32",
-        batch_size: int = 16,
+        gpt_precision: str | None = None,
+        batch_size: int | None = None,
         cuda_graphs: bool = True,
     ) -> None:
         """Load the model once for this worker; raise ModelMissing if the files are not usable.
@@ -70,17 +70,18 @@ class XttsEngine:
         `gpt_precision` ("float32", "float16", "bfloat16") applies to the GPT on CUDA only;
         fp32 keeps coqui-tts's exact codes, fp16 was faster still on an H200 with audio 74 dB
         from fp32's on the same codes (bench/results/xtts_h200.md). `batch_size` is the most
-        sentences decoded together; 0 uses coqui-tts's per-sentence `generate` instead.
+        sentences decoded together; 0 uses coqui-tts's per-sentence `generate` instead. Both
+        default to the settings' `xtts_precision` and `xtts_batch`.
         `cuda_graphs` replays each decode step as one CUDA graph.
         """
         self.settings = settings
         self.model_dir = registry.require(settings.models_dir, "xtts_v2")
         self.device = pick_device(settings.device)
-        self.gpt_dtype = gpt_dtype(gpt_precision, self.device)
+        self.gpt_dtype = gpt_dtype(gpt_precision or settings.xtts_precision, self.device)
         self.model = load_model(self.model_dir, self.device, self.gpt_dtype)
         self.fingerprint = model_fingerprint(self.model_dir)
         self.config = self.model.config
-        self.batch_size = batch_size
+        self.batch_size = settings.xtts_batch if batch_size is None else batch_size
         self.sampling = Sampling.from_config(self.config)
         self.decoder = GptDecoder(self.model.gpt, self.device, graphs=cuda_graphs)
 

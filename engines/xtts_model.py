@@ -130,10 +130,59 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
     try:
         model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise ModelMissing(f"xtts_v2/model.pth could not be loaded ({exc}); fix: {fix}") from exc
+        raise ModelMissing(
+            f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"
+        ) from exc
+    broken = non_finite(model)
+    if broken:
+        raise ModelMissing(
+            f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
+            f"(e.g. {broken[0]}); fix: {fix}"
+        )
+    if not _vocoder_probe_ok(model):
+        raise ModelMissing(
+            f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
+        )
     model.to(device)
     model.gpt.to(dtype)
     return model
+
+
+def _brief(exc: BaseException) -> str:
+    """Shorten torch's load error to one line, wrong shapes first (the key lists run long)."""
+    if "Weights only load failed" in str(exc):
+        return registry.load_error(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines.sort(key=lambda line: not line.startswith("size mismatch"))
+    text = " ".join(lines)
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _vocoder_probe_ok(model: Any) -> bool:
+    """Run the HiFi-GAN vocoder once on a few constant latents (on the CPU); True if finite."""
+    latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1)
+    speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01)
+    with torch.inference_mode():
+        wav = model.hifigan_decoder(latents, g=speaker)
+    return bool(wav.isfinite().all()) and wav.numel() > 0
+
+
+def non_finite(model: torch.nn.Module) -> list[str]:
+    """Return the names of floating-point weights and buffers holding NaN or infinite values."""
+    return [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(value.isfinite().all())
+    ]
+
+
+def verify_folder(path: Path, fix: str) -> str:
+    """Load a model folder as the worker would, on the CPU (`models import` and `verify`).
+
+    `path` is any file of the folder; `fix` is unused since `load_model` names the fix itself.
+    """
+    load_model(path.parent, torch.device("cpu"))
+    return "strict load, finite weights and vocoder probe ok"
 
 
 def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:

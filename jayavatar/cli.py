@@ -13,12 +13,12 @@ from typing import Any, TypeVar
 
 import click
 
-from jayavatar import progress, redis_server
+from jayavatar import ids, progress, redis_server
 from jayavatar.errors import JayAvatarError, TransientError, one_line
 from jayavatar.settings import Settings
 
 T = TypeVar("T")
-CLI_USER = "local"
+CLI_USER = ids.LOCAL
 
 
 class Cli(click.Group):

@@ -19,14 +19,14 @@ from typing import Any
 
 import click
 
-from jayavatar import redis_server
+from jayavatar import ids, redis_server
 from jayavatar.errors import EngineError, TransientError, UserError
 from jayavatar.progress import Board, choose_mode, follow
 from jayavatar.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TEXT = "Hi! I'm JayAvatar. Type a line in Discord, and a minute later I say it, in your voice."
-USER = "local"
+USER = ids.LOCAL
 
 
 def env_python(kind: str) -> Path:

@@ -22,11 +22,11 @@ from typing import Any
 
 import click
 
-from jayavatar import errors
+from jayavatar import errors, ids
 from jayavatar.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI_USER = "local"
+CLI_USER = ids.LOCAL
 #: Packages the report imports; an interpreter with all of them can run it itself.
 NEEDS = ("mediapipe", "av", "torch", "faster_whisper", "piper", "webrtcvad")
 PARTS = (

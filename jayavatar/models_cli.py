@@ -6,6 +6,7 @@ of that engine's own Python environment in a child process.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -18,17 +19,10 @@ import click
 import redis
 
 from engines import models as registry
-from jayavatar import progress
+from jayavatar import catalog, progress
+from jayavatar.catalog import ENVS
 from jayavatar.errors import JayAvatarError, one_line
 from jayavatar.settings import Settings
-
-#: Python environments by name: folder, and the distributions each must hold.
-ENVS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "core": (".venv", ("arq", "redis", "discord.py", "click")),
-    "voice": (".venvs/voice", ("piper-tts", "soundfile", "av")),
-    "lipsync": (".venvs/lipsync", ("mediapipe", "av", "torch", "numpy")),
-    "xtts": (".venvs/xtts", ("coqui-tts", "torch", "torchaudio", "transformers", "av")),
-}
 
 # Run inside an engine environment: versions, CUDA, and the codecs the renderer encodes with.
 _PROBE = r"""
@@ -105,13 +99,14 @@ def list_models(ctx: click.Context) -> None:
     """Show every known model, how much of it is in place, and its licence."""
     models_dir = _settings(ctx).models_dir
     rows = []
-    for model in registry.MODELS.values():
+    for model in catalog.models().values():
         states = registry.check(models_dir, model.name, full=False)
         present = sum(s.state != "missing" for s in states)
         known = all(f.size for f in model.files)
         size = ("" if known else "≥ ") + _human(sum(f.size or f.min_size for f in model.files))
         ready = "ready" if all(s.ok for s in states) else "not ready"
-        rows.append((model.name, model.engine, f"{present}/{len(states)} files", ready,
+        engine = catalog.owner(model.name).name
+        rows.append((model.name, engine, f"{present}/{len(states)} files", ready,
                      size, model.licence))  # fmt: skip
     click.echo(_table(rows, ("MODEL", "ENGINE", "PRESENT", "STATE", "SIZE", "LICENCE")))
     click.echo(f"\nmodels directory: {models_dir}")
@@ -151,53 +146,116 @@ def _progress(line: progress.Line) -> registry.ByteProgress:
     return show
 
 
+def engine_python(root: Path, model_name: str) -> Path | None:
+    """Return the interpreter of the environment that loads `model_name`, if it is here.
+
+    That is the environment's folder under `root`, else this interpreter when it has the
+    environment's packages (as in that environment's container image).
+    """
+    env = ENVS[catalog.owner(model_name).env]
+    python = root / env.folder / "bin" / "python"
+    if python.exists():
+        return python
+    try:
+        for package in env.packages:
+            importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return Path(sys.executable)
+
+
+ROOT_OPTION = click.option(
+    "--root", type=click.Path(path_type=Path), default=Path("."),
+    help="Project folder holding the engine environments (.venvs).",
+)  # fmt: skip
+
+
 @models.command("import")
 @click.argument("name")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--link", is_flag=True, help="Hard-link instead of copying where possible.")
+@ROOT_OPTION
 @progress.quiet_option
 @click.pass_context
-def import_model(ctx: click.Context, name: str, source: Path, link: bool, quiet: bool) -> None:
-    """Copy a model's files from a local folder (or a single file) and verify them."""
+def import_model(
+    ctx: click.Context, name: str, source: Path, link: bool, root: Path, quiet: bool
+) -> None:
+    """Copy a model's files from a local folder (or a single file), verify and load them."""
     models_dir = _settings(ctx).models_dir
     try:
+        python = engine_python(root, registry.get(name).name)
         with progress.Board(progress.choose_mode(quiet)) as board:
             line = board.line(name)
 
             def on_file(path: str, index: int, count: int) -> None:
                 line.show("copying and verifying", index / count, f"{path} ({index + 1}/{count})")
 
-            results = registry.import_files(models_dir, name, source, link=link, on_file=on_file)
+            results = registry.import_files(
+                models_dir, name, source, link=link, python=python, on_file=on_file
+            )
             line.finish("done", ok=True)
     except JayAvatarError as exc:
         _fail(exc)
         return
     for status in results:
         click.echo(f"{status.file.path}: {status.state} ({status.detail})")
+    if python is None and registry.get(name).check:
+        env = catalog.owner(name).env
+        click.echo(f"not loaded: the {env} environment is not here; the worker loads it at start")
 
 
 @models.command()
 @click.argument("names", nargs=-1)
 @click.option("--quick", is_flag=True, help="Check presence and sizes only, no hashing.")
+@ROOT_OPTION
 @click.pass_context
-def verify(ctx: click.Context, names: tuple[str, ...], quick: bool) -> None:
-    """Check files' presence, sizes, formats and sha256 (all models when none is named)."""
+def verify(ctx: click.Context, names: tuple[str, ...], quick: bool, root: Path) -> None:
+    """Check files' presence, sizes, formats and sha256, and load each model strictly.
+
+    Checks all models when none is named; `--quick` skips hashing and loading.
+    """
     models_dir = _settings(ctx).models_dir
     rows = []
     bad = False
     try:
-        for name in names or tuple(registry.MODELS):
-            model = registry.get(name)
-            for status in registry.check(models_dir, name, full=not quick):
-                fix = "" if status.ok else registry.fix_for(model)
-                optional = "" if status.file.required else " (optional)"
-                rows.append((status.file.path + optional, status.state, status.detail, fix))
-                bad = bad or (not status.ok and bool(names))
+        for name in names or tuple(catalog.models()):
+            model_rows, model_bad = _verify_model(models_dir, registry.get(name), quick, root)
+            rows.extend(model_rows)
+            bad = bad or (model_bad and bool(names))
     except JayAvatarError as exc:
         _fail(exc)
     click.echo(_table(rows, ("FILE", "STATE", "DETAIL", "FIX")))
     if bad:
         sys.exit(1)
+
+
+def _verify_model(
+    models_dir: Path, model: catalog.Model, quick: bool, root: Path
+) -> tuple[list[tuple[str, str, str, str]], bool]:
+    """Return the verify rows of one model, and whether it is not usable."""
+    rows = []
+    statuses = registry.check(models_dir, model.name, full=not quick)
+    for status in statuses:
+        fix = "" if status.ok else registry.fix_for(model)
+        optional = "" if status.file.required else " (optional)"
+        rows.append((status.file.path + optional, status.state, status.detail, fix))
+    bad = not all(s.ok for s in statuses)
+    present = all(s.state != "missing" for s in statuses if s.file.required)
+    if quick or bad or not present or model.check is None:
+        return rows, bad
+    label = f"{model.name} (load)"
+    python = engine_python(root, model.name)
+    if python is None:
+        env = catalog.owner(model.name).env
+        rows.append((label, "unchecked", f"the {env} environment is not here", ""))
+        return rows, bad
+    try:
+        loaded = registry.load_check(models_dir, model, python)
+    except JayAvatarError as exc:
+        rows.append((label, "broken", one_line(exc), registry.fix_for(model)))
+        return rows, True
+    rows.append((label, "ok", loaded.detail, ""))
+    return rows, bad
 
 
 @dataclass(frozen=True)
@@ -212,7 +270,7 @@ class Check:
 
 def _probe_env(root: Path, env: str) -> tuple[dict[str, object] | None, str]:
     """Run the probe in an environment's interpreter; return its report or why it failed."""
-    folder, packages = ENVS[env]
+    folder, packages = ENVS[env].folder, ENVS[env].packages
     python = root / folder / "bin" / "python"
     if not python.exists():
         return None, f"{folder} not built"
@@ -232,7 +290,7 @@ def _probe_env(root: Path, env: str) -> tuple[dict[str, object] | None, str]:
 
 def _env_checks(root: Path, env: str, needed: bool) -> tuple[list[Check], dict[str, object]]:
     """Check one environment: built, packages present, known-bad versions absent."""
-    folder, _ = ENVS[env]
+    folder = ENVS[env].folder
     report, problem = _probe_env(root, env)
     build = f"make {folder}/.stamp" if env != "core" else "make envs"
     if report is None:
@@ -294,11 +352,12 @@ def _redis_check(url: str) -> Check:
 def _model_checks(models_dir: Path, wanted: set[str]) -> list[Check]:
     """Check each model's files (presence and size); a configured engine's are required."""
     checks = []
-    for model in registry.MODELS.values():
+    for model in catalog.models().values():
+        engine = catalog.owner(model.name).name
         bad = [s for s in registry.check(models_dir, model.name, full=False) if not s.ok]
-        needed = model.engine in wanted and not model.optional
+        needed = engine in wanted and not model.optional
         if not bad:
-            checks.append(Check(f"model {model.name}", "ok", f"files in place ({model.engine})"))
+            checks.append(Check(f"model {model.name}", "ok", f"files in place ({engine})"))
             continue
         first = bad[0]
         detail = f"{first.file.path} {first.state}" + (f" ({first.detail})" if first.detail else "")
@@ -309,8 +368,8 @@ def _model_checks(models_dir: Path, wanted: set[str]) -> list[Check]:
 
 def run_doctor(settings: Settings, root: Path) -> list[Check]:
     """Run every check for the configured engines; unconfigured engines only warn."""
-    voice_env = "xtts" if settings.voice_engine == "xtts" else "voice"
-    wanted_envs = {"core", voice_env, "lipsync"}
+    engines = (settings.voice_engine, settings.lipsync_engine)
+    wanted_envs = {"core", *(catalog.engine(name).env for name in engines)}
     checks: list[Check] = []
     reports: dict[str, dict[str, object]] = {}
     for env in ENVS:
@@ -322,14 +381,13 @@ def run_doctor(settings: Settings, root: Path) -> list[Check]:
     checks.append(
         Check("ffmpeg binary", "ok", ffmpeg or "absent (not needed: PyAV bundles FFmpeg)")
     )
-    for env in ("lipsync", "xtts"):
+    gpu_envs = {row.env: None for row in catalog.ENGINES.values() if "CUDA" in row.device}
+    for env in gpu_envs:
         if reports.get(env):
             needed = env in wanted_envs
             check = _device_check(env, reports[env], settings.device if needed else "auto")
             checks.append(check)
-    checks.extend(
-        _model_checks(settings.models_dir, {settings.voice_engine, settings.lipsync_engine})
-    )
+    checks.extend(_model_checks(settings.models_dir, set(engines)))
     return checks
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jayavatar import catalog
 
 
 class Settings(BaseSettings):
@@ -49,9 +51,9 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(20 * 1024**3, ge=0)
     cache_min_age_s: int = Field(1800, ge=0)
 
-    # Engines
-    voice_engine: Literal["piper", "xtts"] = "piper"
-    lipsync_engine: Literal["landmark", "wav2lip"] = "landmark"
+    # Engines: names of rows of the engine table (`jayavatar.catalog.ENGINES`)
+    voice_engine: str = "piper"
+    lipsync_engine: str = "landmark"
     models_dir: Path = Path(".data/models")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # XTTS: GPT precision on CUDA (float32 keeps coqui-tts's exact codes) and how many
@@ -86,6 +88,18 @@ class Settings(BaseSettings):
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+
+    @field_validator("voice_engine")
+    @classmethod
+    def _voice_engine(cls, name: str) -> str:
+        """Accept only voice engines of the engine table."""
+        return catalog.engine(name, "voice").name
+
+    @field_validator("lipsync_engine")
+    @classmethod
+    def _lipsync_engine(cls, name: str) -> str:
+        """Accept only lip-sync engines of the engine table."""
+        return catalog.engine(name, "lipsync").name
 
     def prefixed(self, *parts: str) -> str:
         """Return a Redis key under this deployment's prefix."""

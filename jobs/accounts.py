@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
+from jayavatar import ids
 from jayavatar.errors import BadInput, Forbidden, NotFound
 from jayavatar.settings import Settings
 from storage.base import Storage
@@ -173,14 +174,10 @@ class Accounts:
 
     async def is_admin(self, user: str) -> bool:
         """Tell whether a user may run admin actions (checked server-side)."""
-        if user == "local":
+        if ids.is_local(user):
             return True  # the CLI runs on the server itself, as its operator
-        snowflake = user.removeprefix("discord-")
-        if (
-            snowflake != user
-            and snowflake.isdigit()
-            and int(snowflake) in self.settings.admin_user_ids
-        ):
+        snowflake = ids.discord_snowflake(user)
+        if snowflake is not None and snowflake in self.settings.admin_user_ids:
             return True
         return bool(await self.redis.sismember(self._k("admins"), user))
 

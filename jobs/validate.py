@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import unicodedata
 
+from jayavatar import catalog
 from jayavatar.errors import BadInput
 from jayavatar.settings import Settings
 
-#: Languages XTTS v2 speaks; the offline Piper voice speaks English only.
-XTTS_LANGUAGES = frozenset(
-    {"en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar"}
-    | {"zh-cn", "ja", "hu", "ko", "hi"}
-)
 # Invisible characters that change nothing spoken but can hide text or reorder it on screen.
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -43,16 +39,12 @@ def clean_text(text: str, settings: Settings) -> str:
 
 
 def check_language(language: str, settings: Settings) -> str:
-    """Return a supported language code for the configured voice engine, or raise `BadInput`."""
-    code = language.strip().lower() or "en"
-    if settings.voice_engine == "piper":
-        if code != "en":
-            raise BadInput(
-                f"language {code!r} is not available: the offline voice speaks English only"
-            )
-        return code
-    if code not in XTTS_LANGUAGES:
+    """Return the configured voice engine's code for `language`, or raise `BadInput`."""
+    code = catalog.spoken(settings.voice_engine, language)
+    if code is None:
+        spoken = ", ".join(catalog.engine(settings.voice_engine).languages)
         raise BadInput(
-            f"language {code!r} is not supported; use one of {', '.join(sorted(XTTS_LANGUAGES))}"
+            f"language {language.strip().lower()!r} is not available with the "
+            f"{settings.voice_engine} voice; use one of {spoken}"
         )
     return code

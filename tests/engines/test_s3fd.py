@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engines.s3fd import S3FD, box_iou, decode, detect, load_s3fd, nms
-from jayavatar.errors import BadInput, ModelMissing
+from jayavatar.errors import ModelMissing
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -68,7 +68,12 @@ def test_loader_is_strict(tmp_path: Path) -> None:
     assert isinstance(load_s3fd(good), S3FD)
     wrong = tmp_path / "wrong.pth"
     torch.save({"fc6.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(BadInput, match="not an S3FD checkpoint"):
+    with pytest.raises(ModelMissing, match=r"wrong\.pth is not a usable S3FD checkpoint"):
+        load_s3fd(wrong)
+    poisoned = S3FD().state_dict()
+    poisoned["conv1_1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(poisoned, wrong)
+    with pytest.raises(ModelMissing, match=r"NaN or infinite values in conv1_1\.weight"):
         load_s3fd(wrong)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from engines.wav2lip_model import (
     PARAM_COUNT,
@@ -15,7 +17,9 @@ from engines.wav2lip_model import (
     fuse_batchnorm,
     load_wav2lip,
 )
-from jayavatar.errors import BadInput, ModelMissing
+from jayavatar.errors import ModelMissing
+from jayavatar.models_cli import models as models_cli
+from jayavatar.settings import Settings
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -115,7 +119,7 @@ def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
 def test_unreadable_file_is_model_missing(tmp_path: Path) -> None:
     path = tmp_path / "wav2lip.pth"
     path.write_bytes(b"<html>not a checkpoint</html>")
-    with pytest.raises(ModelMissing, match="cannot read"):
+    with pytest.raises(ModelMissing, match=r"cannot read .*not a checkpoint of plain tensors"):
         load_wav2lip(path)
 
 
@@ -125,7 +129,10 @@ def test_wrong_checkpoint_lists_missing_and_unexpected_keys(tmp_path: Path, mode
     state["disc.0.weight"] = torch.zeros(1)
     path = tmp_path / "other.pth"
     torch.save({"state_dict": state}, path)
-    with pytest.raises(BadInput, match=r"1 missing keys.*output_block\.1\.weight.*disc\.0\.weight"):
+    with pytest.raises(
+        ModelMissing,
+        match=r"other\.pth: .*1 missing keys.*output_block\.1\.weight.*disc\.0\.weight",
+    ):
         load_wav2lip(path)
 
 
@@ -134,15 +141,91 @@ def test_wrong_shapes_are_reported(tmp_path: Path, model: Wav2Lip) -> None:
     state["output_block.1.weight"] = torch.zeros(3, 64, 1, 1)
     path = tmp_path / "resized.pth"
     torch.save(state, path)
-    with pytest.raises(BadInput, match=r"wrong shapes.*output_block\.1\.weight"):
+    with pytest.raises(
+        ModelMissing, match=r"resized\.pth: .*wrong shapes.*output_block\.1\.weight"
+    ):
         load_wav2lip(path)
 
 
-def test_a_non_checkpoint_pickle_is_bad_input(tmp_path: Path) -> None:
+def test_a_non_checkpoint_pickle_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "list.pth"
     torch.save([1, 2, 3], path)
-    with pytest.raises(BadInput, match="not a Wav2Lip checkpoint"):
+    with pytest.raises(ModelMissing, match="not a Wav2Lip checkpoint"):
         load_wav2lip(path)
+
+
+FIX = "; fix: jayavatar models import wav2lip_gan FILE"
+
+
+def test_non_finite_weights_name_the_file_the_tensor_and_the_fix(
+    tmp_path: Path, model: Wav2Lip
+) -> None:
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["audio_encoder.3.conv_block.0.weight"][0, 0, 0, 0] = float("nan")
+    state["output_block.1.bias"][1] = float("inf")
+    path = tmp_path / "wav2lip_gan.pth"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(ModelMissing) as caught:
+        load_wav2lip(path, FIX)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(str(path))
+    assert "2 tensors hold NaN or infinite values" in message
+    assert "audio_encoder.3.conv_block.0.weight" in message and message.endswith(FIX)
+
+
+def test_the_probe_pass_catches_what_finite_weights_hide(tmp_path: Path, model: Wav2Lip) -> None:
+    """A negative BatchNorm variance is finite, but the generator's output is not."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["face_encoder_blocks.0.0.conv_block.1.running_var"].fill_(-1.0)
+    path = tmp_path / "wav2lip_gan.pth"
+    torch.save(state, path)
+    with pytest.raises(ModelMissing, match=r"probe pass gives NaN.*models import wav2lip_gan"):
+        load_wav2lip(path, FIX)
+
+
+def test_corrupted_tensor_bytes_are_refused(tmp_path: Path, model: Wav2Lip) -> None:
+    """Bytes overwritten inside the stored tensors (a damaged copy) never load silently."""
+    path = tmp_path / "wav2lip_gan.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xff" * 4096  # 0xffffffff is a NaN in float32
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelMissing, match=r"wav2lip_gan\.pth.*models import wav2lip_gan"):
+        load_wav2lip(path, FIX)
+
+
+def import_model(models_dir: Path, source: Path) -> tuple[int, str, str]:
+    """Run `jayavatar models import wav2lip_gan SOURCE` with this environment's loaders."""
+    settings = Settings(models_dir=models_dir)
+    # No engine environments under --root: this interpreter (the lip-sync one) loads it.
+    args = ["import", "wav2lip_gan", str(source), "--root", str(source.parent)]
+    result = CliRunner().invoke(models_cli, args, obj=settings)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_models_import_loads_the_checkpoint_strictly(tmp_path: Path, model: Wav2Lip) -> None:
+    good = tmp_path / "good.pth"
+    torch.save(official_checkpoint(model), good)
+    code, out, err = import_model(tmp_path / "models", good)
+    assert code == 0, err
+    assert "wav2lip/wav2lip_gan.pth: ok (strict load and probe pass ok)" in out
+    verified = CliRunner().invoke(
+        models_cli,
+        ["verify", "wav2lip_gan", "--root", str(tmp_path)],
+        obj=Settings(models_dir=tmp_path / "models"),
+    )
+    assert verified.exit_code == 0
+    assert re.search(r"wav2lip_gan \(load\)\s+ok\s+strict load and probe pass ok", verified.stdout)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["output_block.1.weight"] = torch.zeros(3, 32, 3, 3)
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    code, _, err = import_model(tmp_path / "models", bad)
+    assert code == 1 and err.count("\n") == 1
+    assert "wrong shapes" in err and "output_block.1.weight" in err
+    assert "models import wav2lip_gan" in err
+    assert not (tmp_path / "models" / "wav2lip" / "wav2lip_gan.pth").exists()
 
 
 def test_folding_batchnorm_keeps_the_output(

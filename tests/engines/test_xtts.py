@@ -8,6 +8,7 @@ streaming are what is checked.
 
 from __future__ import annotations
 
+import re
 import shutil
 import wave
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from engines.xtts_audio import (
     max_seconds,
     trim_tail,
 )
-from engines.xtts_model import write_random_model
+from engines.xtts_model import verify_folder, write_random_model
 from jayavatar.errors import BadInput, ModelMissing
 from jayavatar.settings import Settings
 
@@ -288,6 +289,34 @@ def test_missing_and_corrupt_weights_name_the_file_and_fix(workdir: Path, tmp_pa
     (broken / "model.pth").write_bytes((workdir / "models/xtts_v2/model.pth").read_bytes()[:4096])
     with pytest.raises(ModelMissing, match=r"xtts_v2/model\.pth could not be loaded"):
         XttsEngine(Settings(models_dir=tmp_path / "models", device="cpu"))
+
+
+def test_non_finite_or_reshaped_weights_are_refused(workdir: Path, tmp_path: Path) -> None:
+    """A NaN weight or a tensor of another shape stops the engine (and `models import`)."""
+    broken = tmp_path / "models" / "xtts_v2"
+    shutil.copytree(workdir / "models" / "xtts_v2", broken)
+    checkpoint = torch.load(broken / "model.pth", map_location="cpu", weights_only=True)
+    state = checkpoint["model"]
+    name = next(k for k, v in state.items() if k.startswith("gpt.") and v.is_floating_point())
+    state[name].view(-1)[0] = float("nan")
+    torch.save(checkpoint, broken / "model.pth")
+    settings = Settings(models_dir=tmp_path / "models", device="cpu")
+    with pytest.raises(ModelMissing, match=rf"model\.pth holds NaN .*\(e\.g\. {re.escape(name)}\)"):
+        XttsEngine(settings)
+    with pytest.raises(ModelMissing, match=r"NaN.*fix: jayavatar models pull xtts_v2"):
+        verify_folder(broken / "config.json", "")
+    state[name].view(-1)[0] = 0.0
+    vocoder = next(k for k in state if k.startswith("hifigan_decoder.waveform_decoder.conv_pre"))
+    state[vocoder].fill_(3e38)  # finite, but the vocoder's sums overflow
+    torch.save(checkpoint, broken / "model.pth")
+    with pytest.raises(ModelMissing, match=r"vocoder's probe pass gives NaN or infinite audio"):
+        XttsEngine(settings)
+    state[name] = torch.zeros(3, 1)
+    torch.save(checkpoint, broken / "model.pth")
+    with pytest.raises(
+        ModelMissing, match=r"xtts_v2/model\.pth could not be loaded.*size mismatch"
+    ):
+        XttsEngine(settings)
 
 
 def test_trim_tail_cuts_trailing_noise_and_babble() -> None:

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from engines import models as registry
+from jayavatar import catalog
 from jayavatar.errors import ModelMissing
 from jayavatar.models_cli import doctor, models, run_doctor
 from jayavatar.progress import PLAIN_LINE
@@ -42,27 +43,27 @@ def source(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tiny(source: Path, monkeypatch: pytest.MonkeyPatch) -> registry.Model:
-    """Register a two-file model whose sizes and digests match the files in `source`."""
+def tiny(source: Path, monkeypatch: pytest.MonkeyPatch) -> catalog.Model:
+    """Register, as one engine-table row, an engine whose two-file model matches `source`."""
 
-    def entry(name: str) -> registry.ModelFile:
+    def entry(name: str) -> catalog.ModelFile:
         data = (source / name).read_bytes()
-        return registry.ModelFile(
+        return catalog.ModelFile(
             f"tiny/{name}",
-            f"{registry.HUB}/owner/tiny/resolve/main/{name}",
+            f"{catalog.HUB}/owner/tiny/resolve/main/{name}",
             len(data),
             hashlib.sha256(data).hexdigest(),
         )
 
-    model = registry.Model(
+    model = catalog.Model(
         name="tiny",
-        engine="xtts",
         licence="Test Licence (non-commercial)",
         licence_url="https://example.invalid/licence",
         files=(entry("config.json"), entry("model.pth")),
         how_to_get="jayavatar models pull tiny",
     )
-    monkeypatch.setitem(registry.MODELS, "tiny", model)
+    row = catalog.Engine("tiny", "voice", "tests.nowhere:Tiny", "core", "CPU", ("en",), (model,))
+    monkeypatch.setitem(catalog.ENGINES, "tiny", row)
     return model
 
 
@@ -82,7 +83,7 @@ def test_list_shows_every_model_with_its_licence(tmp_path: Path) -> None:
     assert "0/6 files" in out
 
 
-def test_import_then_verify(tiny: registry.Model, source: Path, tmp_path: Path) -> None:
+def test_import_then_verify(tiny: catalog.Model, source: Path, tmp_path: Path) -> None:
     """Importing a folder places and hashes the files; verify then reports them ok."""
     settings = Settings(models_dir=tmp_path / "models")
     code, out, err = invoke(settings, "import", "tiny", str(source))
@@ -93,7 +94,7 @@ def test_import_then_verify(tiny: registry.Model, source: Path, tmp_path: Path) 
     assert code == 0 and out.count(" ok ") == 2
 
 
-def test_verify_catches_a_corrupt_file(tiny: registry.Model, source: Path, tmp_path: Path) -> None:
+def test_verify_catches_a_corrupt_file(tiny: catalog.Model, source: Path, tmp_path: Path) -> None:
     """A flipped byte keeps the size but fails the hash; verify says so and exits 1."""
     settings = Settings(models_dir=tmp_path / "models")
     invoke(settings, "import", "tiny", str(source))
@@ -107,7 +108,7 @@ def test_verify_catches_a_corrupt_file(tiny: registry.Model, source: Path, tmp_p
 
 
 def test_import_of_a_wrong_file_is_refused_and_removed(
-    tiny: registry.Model, source: Path, tmp_path: Path
+    tiny: catalog.Model, source: Path, tmp_path: Path
 ) -> None:
     """A file that does not match the release is not left in place; the error is one line."""
     (source / "model.pth").write_bytes(b"\x80\x02 not the release")
@@ -148,7 +149,7 @@ def mirror(source: Path) -> Iterator[str]:
 
 
 def test_pull_from_a_mirror_downloads_and_verifies(
-    tiny: registry.Model, mirror: str, tmp_path: Path
+    tiny: catalog.Model, mirror: str, tmp_path: Path
 ) -> None:
     """`pull --endpoint` fetches each file, states the licence and verifies the digests."""
     settings = Settings(models_dir=tmp_path / "models")
@@ -159,7 +160,7 @@ def test_pull_from_a_mirror_downloads_and_verifies(
     assert not list((tmp_path / "models").rglob("*.part"))
 
 
-def test_pull_offline_fails_with_one_clear_line(tiny: registry.Model, tmp_path: Path) -> None:
+def test_pull_offline_fails_with_one_clear_line(tiny: catalog.Model, tmp_path: Path) -> None:
     """With nothing listening, pull names the URL and the import fix on one line."""
     settings = Settings(models_dir=tmp_path / "models")
     code, _, err = invoke(settings, "pull", "tiny", "--endpoint", "http://127.0.0.1:9")
