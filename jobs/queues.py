@@ -45,7 +45,7 @@ async def position(redis: ArqRedis, store: RecordStore, req: Request) -> int | N
         job = raw.decode() if isinstance(raw, bytes) else str(raw)
         name, _, rest = job.partition(":")
         rid, _, epoch = rest.partition(":")
-        if name == STAGE_FUNCTIONS[stage] and epoch.isdigit():
+        if name == stage and epoch.isdigit():
             ahead[rid] = int(epoch)
     others = [
         o

@@ -97,7 +97,7 @@ async def _unstick(sc: StageContext, req: Request, stage: str) -> bool:
     if now - req.updated_at < GRACE_S or await _job_alive(sc, req.job_id(stage)):
         return False
     log.warning("request %s lost its %s job; enqueueing it again", req.id, stage)
-    await _enqueue(sc, req, stage)
+    await _enqueue(sc, req, stage, at=req.created_at)
     return True
 
 
@@ -123,7 +123,8 @@ async def _new_epoch(sc: StageContext, req: Request, stage: str, now: float) -> 
             req.worker or "unknown",
             new.epoch,
         )
-        await _enqueue(sc, new, stage)
+        # Back at its old place in line, not behind everything queued since it started.
+        await _enqueue(sc, new, stage, at=new.created_at)
     return changed
 
 

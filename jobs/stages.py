@@ -184,14 +184,14 @@ async def _maybe_forward(sc: StageContext, payload: dict[str, Any]) -> str:
     return "skipped"
 
 
-async def _enqueue(sc: StageContext, req: Request, stage: str) -> None:
+async def _enqueue(sc: StageContext, req: Request, stage: str, at: float | None = None) -> None:
     queue = (
         sc.settings.lipsync_queue
         if stage in ("lipsync", "enroll_avatar")
         else sc.settings.voice_queue
     )
     payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
-    await enqueue(sc.redis, STAGE_FUNCTIONS[stage], payload, req.job_id(stage), queue)
+    await enqueue(sc.redis, STAGE_FUNCTIONS[stage], payload, req.job_id(stage), queue, at)
 
 
 async def run_engine(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 #: The longest an idle worker sleeps without a token (deferred retries become due meanwhile).
 IDLE_WAIT_S = 0.5
 MAX_TOKENS = 64
+#: How far back a job may be placed in its queue (`at`); ARQ's job key expiry needs a bound.
+MAX_BACKDATE_S = 3600.0
 
 
 def wake_key(queue: str) -> str:
@@ -29,10 +33,22 @@ def wake_key(queue: str) -> str:
 
 
 async def enqueue(
-    redis: ArqRedis, function: str, payload: dict[str, Any], job_id: str, queue: str
+    redis: ArqRedis,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
+    queue: str,
+    at: float | None = None,
 ) -> None:
-    """Enqueue an ARQ job under its deterministic id and wake an idle worker of its queue."""
-    await redis.enqueue_job(function, payload, _job_id=job_id, _queue_name=queue)
+    """Enqueue an ARQ job under its deterministic id and wake an idle worker of its queue.
+
+    `at` (a past time) places the job where it would have been queued then: a retried request
+    goes back to its old place in line rather than behind everything queued since.
+    """
+    when = None
+    if at is not None:
+        when = datetime.fromtimestamp(max(at, time.time() - MAX_BACKDATE_S), tz=UTC)
+    await redis.enqueue_job(function, payload, _job_id=job_id, _queue_name=queue, _defer_until=when)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.lpush(wake_key(queue), b"1")
         pipe.ltrim(wake_key(queue), 0, MAX_TOKENS - 1)
