@@ -1,4 +1,4 @@
-"""Queue positions against the order a real worker runs jobs, and cancelled requests leaving at once."""
+"""Queue positions against the order a real worker runs jobs; cancelled requests leave at once."""
 
 from __future__ import annotations
 

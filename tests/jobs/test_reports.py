@@ -1,4 +1,4 @@
-"""Quality reports after delivery: queued with the finish, taken over after a crash, attached once."""
+"""Quality reports after delivery: queued at the finish, taken over after a crash, attached once."""
 
 from __future__ import annotations
 
