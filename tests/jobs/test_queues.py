@@ -62,7 +62,10 @@ async def run_order(client: JobClient) -> list[str]:
         return None
 
     worker = WakeWorker(
-        functions=[func(voice_stage, name="voice_stage"), func(reconcile, name="cron:reconcile")],
+        functions=[
+            func(voice_stage, name="voice_stage"),  # type: ignore[arg-type]
+            func(reconcile, name="cron:reconcile"),  # type: ignore[arg-type]
+        ],
         queue_name=client.settings.voice_queue,
         redis_settings=redis_settings(client.settings),
         burst=True,

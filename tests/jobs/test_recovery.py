@@ -1,0 +1,65 @@
+"""A worker killed mid-job: its request is taken up again from liveness, ahead of the backlog.
+
+The stall timer is set to an hour here, so only the liveness path can recover the request while
+the test waits; 30 requests queued behind it must not delay that (housekeeping is not queued).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.jobs.test_pipeline import LONG_TEXT, assets, completions_for, wait_for
+from tests.support.fixtures import client
+from tests.support.stack import RedisProcess, Stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+__all__ = ["assets", "client"]
+BACKLOG = 30
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Voice and lip-sync workers whose stall timer never fires during the test."""
+    folder = tmp_path_factory.mktemp("recovery")
+    redis = RedisProcess(folder / "redis")
+    redis.start()
+    stack = Stack(
+        folder,
+        redis,
+        extra_env={"JAYAVATAR_STUCK_AFTER_S": "3600", "JAYAVATAR_MAX_CONCURRENT": "64"},
+    )
+    try:
+        stack.start_worker("voice")
+        stack.start_worker("lipsync")
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def test_killed_voice_worker_is_replaced_ahead_of_a_backlog(
+    stack: Stack, client: Any, assets: None
+) -> None:
+    req = await client.submit_render("local", LONG_TEXT, "demo", "face")
+    await wait_for(client, req.id, lambda r: r.state == "voice" and r.running)
+    backlog = [
+        await client.submit_render("local", f"Queued {i}.", "demo", "face") for i in range(BACKLOG)
+    ]
+    stack.workers["voice"].kill(signal.SIGKILL)
+    stack.start_worker("voice")
+
+    moved = await wait_for(client, req.id, lambda r: r.state in ("lipsync", "done"), 300)
+    assert moved.epoch == 2  # retried under a fresh job id, from liveness (no stall timer)
+    behind = [await client.get(b.id) for b in backlog]
+    assert all(b.state in ("queued", "voice") for b in behind), [b.state for b in behind]
+
+    for b in backlog:
+        await client.cancel(b.id, "local")
+    done = await client.wait(req.id, 300)
+    assert done.state == "done", done.error
+    assert await completions_for(client, req.id) == ["done"]
+    log = stack.workers["voice"].log()
+    assert "Traceback" not in log
