@@ -20,6 +20,7 @@ import redis
 from engines import models as registry
 from jayavatar.errors import JayAvatarError, one_line
 from jayavatar.settings import Settings
+from jayavatar.wsl import wsl_checks
 
 #: Python environments by name: folder, and the distributions each must hold.
 ENVS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -314,6 +315,7 @@ def run_doctor(settings: Settings, root: Path) -> list[Check]:
     checks.extend(
         _model_checks(settings.models_dir, {settings.voice_engine, settings.lipsync_engine})
     )
+    checks.extend(Check(*row) for row in wsl_checks(root))
     return checks
 
 
