@@ -44,7 +44,7 @@ async def started(ctx: dict[str, Any], payload: dict[str, float]) -> None:
 def run_worker(port: int, mode: str) -> None:
     """Child process: one worker of the given mode until killed."""
     settings = RedisSettings(port=port)
-    functions = [func(started, name="started")]  # type: ignore[arg-type]
+    functions = [func(started, name="started")]
     common: dict[str, Any] = {"queue_name": QUEUE, "redis_settings": settings, "max_jobs": 1}
     if mode == "wake":
         worker: Worker = WakeWorker(functions=functions, **common)
@@ -79,9 +79,9 @@ async def measure(port: int, mode: str, jobs: int) -> dict[str, float]:
             else:
                 payload = {"sent": time.time()}
                 await redis.enqueue_job("started", payload, _job_id=job_id, _queue_name=QUEUE)
-            while await redis.llen("bench:delays") <= i:
+            while await redis.llen("bench:delays") <= i:  # type: ignore[misc]
                 await asyncio.sleep(0.002)
-        raw = await redis.lrange("bench:delays", 0, -1)
+        raw = await redis.lrange("bench:delays", 0, -1)  # type: ignore[misc]
         before = cpu_seconds(proc.pid)
         await asyncio.sleep(10)
         idle_cpu = (cpu_seconds(proc.pid) - before) / 10 * 100
