@@ -1,6 +1,6 @@
 """Work a worker does beside its job slot: its liveness pulse, the reconciler, quality reports.
 
-It runs as one asyncio task in the worker process, not as ARQ jobs, so it never waits behind the
+Each runs as an asyncio task in the worker process, not as ARQ jobs, so it never waits behind the
 work queue (a reconciler in the queue came only after a 30-job backlog drained) and never delays
 a render: reports are measured only while the worker is idle and stop when a job starts.
 """
@@ -43,8 +43,11 @@ class Housekeeper:
         """Start the liveness pulse and the housekeeping loop."""
         self._tasks = [
             asyncio.create_task(self._forever(self.beat), name="liveness"),
-            asyncio.create_task(self._forever(self.tick), name="housekeeping"),
+            asyncio.create_task(self._forever(self.tick), name="reconciler"),
         ]
+        if self.lipsync and self.sc.settings.quality_report:
+            # Its own loop: a report may take seconds, and the reconciler must not wait for it.
+            self._tasks.append(asyncio.create_task(self._forever(self.reports), name="reports"))
 
     async def stop(self) -> None:
         """Stop both tasks and the report process."""
@@ -69,8 +72,7 @@ class Housekeeper:
         await pulse(self.sc.redis, self.sc.settings, self.sc.worker_id)
 
     async def tick(self) -> None:
-        """Reconcile when due; measure one pending report if idle."""
-        sc = self.sc
+        """Reconcile when due (dropping dead jobs now and then)."""
         now = time.monotonic()
         if now - self._last_reconcile >= RECONCILE_EVERY_S:
             self._last_reconcile = now
@@ -78,7 +80,10 @@ class Housekeeper:
             if drop:
                 self._last_drop = now
             await reconcile(self.ctx, drop_dead=drop)
-        if self.lipsync and sc.settings.quality_report and await self.idle():
+
+    async def reports(self) -> None:
+        """Measure one pending report if this worker is idle."""
+        if await self.idle():
             await self.report_once()
 
     def _queue(self) -> str:

@@ -6,8 +6,11 @@ the test waits; 30 requests queued behind it must not delay that (housekeeping i
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,3 +66,39 @@ async def test_killed_voice_worker_is_replaced_ahead_of_a_backlog(
     assert await completions_for(client, req.id) == ["done"]
     log = stack.workers["voice"].log()
     assert "Traceback" not in log
+
+
+def children(pid: int) -> list[int]:
+    """Return the pids whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_engine_child_of_a_killed_worker_exits_quietly(
+    stack: Stack, client: Any, assets: None
+) -> None:
+    req = await client.submit_render("local", LONG_TEXT, "demo", "face")
+    await wait_for(client, req.id, lambda r: r.state == "lipsync" and r.running and r.progress > 0)
+    worker = stack.workers["lipsync"]
+    assert worker.proc is not None
+    engine = children(worker.proc.pid)
+    assert engine, "the lip-sync worker has no engine child"
+    os.kill(worker.proc.pid, signal.SIGKILL)  # the worker alone, as the OOM killer would
+    worker.proc.wait(30)
+    for _ in range(300):  # the orphans notice within a second or two
+        if not any(Path(f"/proc/{pid}").exists() for pid in engine):
+            break
+        await asyncio.sleep(0.1)
+    alive = [pid for pid in engine if Path(f"/proc/{pid}").exists()]
+    stack.start_worker("lipsync")
+    assert alive == [], f"engine children still running: {alive}"
+    done = await client.wait(req.id, 300)
+    assert done.state == "done" and done.epoch == 2, done.error
+    assert "Traceback" not in worker.log()
