@@ -24,7 +24,7 @@ def test_redis_down_reads_busy_try_again_shortly(tmp_path: Path) -> None:
     redis.start()
     settings = Settings(redis_url=redis.url, data_dir=tmp_path, key_prefix="errs")
 
-    async def submit_while_down() -> BaseException:
+    async def submit_while_down() -> TransientError:
         client = await JobClient.connect(settings)
         redis.kill()
         try:
