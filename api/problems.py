@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from api.uploads import TooLarge
@@ -92,8 +94,17 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    # Any route may touch Redis before the client maps its errors (the API-key check does):
+    # an outage is a 503 to retry, never a 500 or a dropped connection.
+    log.warning("Redis unreachable during %s %s: %s", request.method, request.url.path, exc)
+    return await _tree(request, TransientError("the service is busy; try again shortly"))
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
     app.add_exception_handler(JayAvatarError, _tree)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)

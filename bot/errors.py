@@ -10,11 +10,14 @@ import logging
 
 import discord
 from discord import app_commands
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.replies import PUBLIC_DEFER
-from jayavatar.errors import JayAvatarError, UserError, one_line
+from jayavatar.errors import JayAvatarError, TransientError, UserError, one_line
 
 log = logging.getLogger(__name__)
+BUSY = "JayAvatar is busy right now; try again shortly"
 
 
 def message_for(exc: BaseException) -> str:
@@ -25,6 +28,8 @@ def message_for(exc: BaseException) -> str:
         exc = exc.__cause__
     if isinstance(exc, app_commands.CommandInvokeError):
         exc = exc.original
+    if _redis_down(exc):
+        return BUSY
     if isinstance(exc, JayAvatarError):
         return one_line(exc)
     if isinstance(exc, app_commands.CheckFailure):
@@ -32,6 +37,14 @@ def message_for(exc: BaseException) -> str:
     if isinstance(exc, discord.HTTPException):
         return "Discord refused the reply; try again in a moment"
     return one_line(exc)
+
+
+def _redis_down(exc: BaseException) -> bool:
+    """Whether the error is Redis being unreachable (raw, or as the client's TransientError)."""
+    down = (RedisConnectionError, RedisTimeoutError)
+    if isinstance(exc, down):
+        return True
+    return isinstance(exc, TransientError) and isinstance(exc.__cause__, down)
 
 
 def is_expected(exc: BaseException) -> bool:

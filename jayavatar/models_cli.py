@@ -23,6 +23,7 @@ from jayavatar import catalog, progress
 from jayavatar.catalog import ENVS
 from jayavatar.errors import JayAvatarError, one_line
 from jayavatar.settings import Settings
+from jayavatar.wsl import wsl_checks
 
 # Run inside an engine environment: versions, CUDA, and the codecs the renderer encodes with.
 _PROBE = r"""
@@ -388,6 +389,7 @@ def run_doctor(settings: Settings, root: Path) -> list[Check]:
             check = _device_check(env, reports[env], settings.device if needed else "auto")
             checks.append(check)
     checks.extend(_model_checks(settings.models_dir, set(engines)))
+    checks.extend(Check(*row) for row in wsl_checks(root))
     return checks
 
 

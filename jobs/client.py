@@ -25,15 +25,15 @@ from jayavatar.settings import Settings
 from jobs.accounts import Accounts, AssetKind
 from jobs.completions import announce, ensure_group, stream_key
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
+from jobs.queues import FIRST_STAGE, position, queue_of, withdraw
 from jobs.records import Kind, RecordStore, Request, new_request_id
 from jobs.stages import cleanup
 from jobs.validate import check_language, clean_text
+from jobs.wakeup import enqueue
 from jobs.worker import redis_settings
 from storage import build_storage
 from storage.base import Storage
 from storage.keys import render_key, upload_key, validate_name, validate_user
-
-FIRST_STAGE = {"render": "voice", "voice_enroll": "enroll_voice", "avatar_enroll": "enroll_avatar"}
 
 
 class JobClient:
@@ -198,12 +198,13 @@ class JobClient:
     async def _start(self, req: Request) -> Request:
         await self.store.create(req)
         stage = FIRST_STAGE[req.kind]
-        queue = (
-            self.settings.lipsync_queue if stage == "enroll_avatar" else self.settings.voice_queue
-        )
         payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
-        await self.redis.enqueue_job(
-            STAGE_FUNCTIONS[stage], payload, _job_id=req.job_id(stage), _queue_name=queue
+        await enqueue(
+            self.redis,
+            STAGE_FUNCTIONS[stage],
+            payload,
+            req.job_id(stage),
+            queue_of(self.settings, stage),
         )
         return req
 
@@ -239,18 +240,11 @@ class JobClient:
             return out[:limit]
 
     async def queue_position(self, rid: str) -> int | None:
-        """Return the 1-based position of a waiting request in its queue, or None if not waiting."""
+        """Return "#n in line" (1 = next; only other users' requests of the same stage count),
+        or None if the request is not waiting."""
         req = await self.get(rid)
-        if req.final or req.running:
-            return None
-        stage = "lipsync" if req.state == "lipsync" else FIRST_STAGE[req.kind]
-        queue = (
-            self.settings.lipsync_queue
-            if stage in ("lipsync", "enroll_avatar")
-            else self.settings.voice_queue
-        )
-        rank = await self.redis.zrank(queue, req.job_id(stage))
-        return None if rank is None else int(rank) + 1
+        async with _redis_errors(self.settings):
+            return await position(self.redis, self.store, req)
 
     def output_path(self, req: Request) -> Path:
         """Return the local file of a finished render."""
@@ -321,6 +315,9 @@ class JobClient:
             )
         if not changed:
             raise BadInput(f"request {rid} is already {new.state}")
+        async with _redis_errors(self.settings):
+            # Out of the queue now: a cancelled job must cost no worker a look.
+            await withdraw(self.redis, self.settings, new)
         cleanup(self.storage, new)
         return new
 

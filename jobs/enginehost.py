@@ -12,6 +12,8 @@ import asyncio
 import importlib
 import logging
 import multiprocessing as mp
+import os
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -33,11 +35,16 @@ PROGRESS = "<progress>"
 
 
 class EngineHost:
-    """One child process holding one engine; calls are serialised."""
+    """One child process holding one engine; calls are serialised.
 
-    def __init__(self, settings: Settings, kind: EngineKind) -> None:
+    With `engine=False` the child builds no engine and runs only `module:function` targets at a
+    lower CPU priority: after-delivery work (quality reports) that must not slow a render.
+    """
+
+    def __init__(self, settings: Settings, kind: EngineKind, engine: bool = True) -> None:
         self.settings = settings
         self.kind = kind
+        self.engine = engine
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
@@ -53,7 +60,9 @@ class EngineHost:
             return
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.settings, self.kind), daemon=True)
+        proc = ctx.Process(
+            target=_serve, args=(child, self.settings, self.kind, self.engine), daemon=True
+        )
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -128,18 +137,18 @@ def _rebuild(kind: str, message: str) -> BaseException:
     return errors.EngineError(message)
 
 
-def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
+def _serve(conn: Connection, settings: Settings, kind: EngineKind, build: bool = True) -> None:
     """Child process: build the engine once, then answer calls until the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _exit_with_parent()
+    if not build:
+        os.nice(10)  # after-delivery work yields the CPU to renders
     try:
-        from engines import registry
-
-        build = registry.build_voice_engine if kind == "voice" else registry.build_lipsync_engine
-        engine = build(settings)
+        engine = _build(settings, kind) if build else None
     except BaseException as exc:
-        conn.send(("err", _kind(exc), _message(exc)))
+        _send(conn, ("err", _kind(exc), _message(exc)))
         return
-    conn.send(("ready", engine.name))
+    _send(conn, ("ready", getattr(engine, "name", "tools")))
     while True:
         try:
             _tag, target, args = conn.recv()
@@ -150,12 +159,45 @@ def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
         args = tuple(report if isinstance(a, str) and a == PROGRESS else a for a in args)
         try:
             result = func(*args)
+        except _Orphaned:
+            os._exit(0)
         except BaseException as exc:
             if not isinstance(exc, errors.UserError):
                 log.error("engine call %s failed:\n%s", target, traceback.format_exc())
-            conn.send(("err", _kind(exc), _message(exc)))
+            _send(conn, ("err", _kind(exc), _message(exc)))
             continue
-        conn.send(("ok", result))
+        _send(conn, ("ok", result))
+
+
+def _build(settings: Settings, kind: EngineKind) -> Any:
+    from engines import registry
+
+    build = registry.build_voice_engine if kind == "voice" else registry.build_lipsync_engine
+    return build(settings)
+
+
+class _Orphaned(BaseException):
+    """The worker went away mid-call: nobody will read the result."""
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    # A closed pipe means the worker died (SIGKILL): leave at once and quietly, no traceback.
+    try:
+        conn.send(message)
+    except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+        os._exit(0)
+
+
+def _exit_with_parent() -> None:
+    """Exit quietly when the worker that started this child is gone (killed, not stopped)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _resolve(engine: Any, target: str) -> Callable[..., Any]:
@@ -172,7 +214,10 @@ def _throttled(conn: Connection) -> Callable[[float, str], None]:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or fraction >= 1.0:
             last[0] = now
-            conn.send(("progress", float(fraction), str(phase)))
+            try:
+                conn.send(("progress", float(fraction), str(phase)))
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                raise _Orphaned from None
 
     return report
 

@@ -1,6 +1,7 @@
 """The reconciler: finds requests that no worker is moving and puts them back on a queue.
 
-Two cases: a claimed stage whose heartbeat stopped (its worker was killed or frozen), which gets
+Two cases: a claimed stage whose worker is gone (its liveness key expired, `jobs.liveness`) or
+whose heartbeat stopped for `stuck_after_s` (its worker is frozen or wedged), which gets
 a new epoch and so a fresh job id (ARQ's own re-run only comes after its in-progress key expires,
 and aborted ids must never be reused); and an unclaimed stage whose ARQ job is gone, which is
 enqueued again under its deterministic id.
@@ -13,6 +14,7 @@ import time
 from typing import Any
 
 from jayavatar.errors import EngineError, NotFound
+from jobs.liveness import is_alive
 from jobs.payloads import STAGE_FUNCTIONS
 from jobs.records import Request
 from jobs.stages import StageContext, _enqueue, fail
@@ -33,7 +35,7 @@ LIPSYNC_STAGES = frozenset({"lipsync", "enroll_avatar"})
 GRACE_S = 10.0
 
 
-async def reconcile(ctx: dict[str, Any]) -> int:
+async def reconcile(ctx: dict[str, Any], drop_dead: bool = True) -> int:
     """Re-enqueue stuck or lost requests of this worker's queue; return how many."""
     sc: StageContext = ctx["stage"]
     mine_lipsync = ctx["queue_kind"] == "lipsync"
@@ -49,12 +51,13 @@ async def reconcile(ctx: dict[str, Any]) -> int:
             continue
         if await _unstick(sc, req, stage):
             fixed += 1
-    queue = sc.settings.lipsync_queue if mine_lipsync else sc.settings.voice_queue
-    await _drop_dead_jobs(sc, queue)
+    if drop_dead:
+        queue = sc.settings.lipsync_queue if mine_lipsync else sc.settings.voice_queue
+        await drop_dead_jobs(sc, queue)
     return fixed
 
 
-async def _drop_dead_jobs(sc: StageContext, queue: str) -> int:
+async def drop_dead_jobs(sc: StageContext, queue: str) -> int:
     """Remove stuck jobs whose request is final, gone, or moved on to a newer epoch.
 
     A worker killed after its stage finished but before ARQ recorded the result leaves the job
@@ -87,13 +90,14 @@ async def _drop_dead_jobs(sc: StageContext, queue: str) -> int:
 async def _unstick(sc: StageContext, req: Request, stage: str) -> bool:
     now = time.time()
     if req.running:
-        if now - req.heartbeat_at < sc.settings.stuck_after_s:
+        stalled = now - req.heartbeat_at >= sc.settings.stuck_after_s
+        if not stalled and not await _worker_gone(sc, req):
             return False
         return await _new_epoch(sc, req, stage, now)
     if now - req.updated_at < GRACE_S or await _job_alive(sc, req.job_id(stage)):
         return False
     log.warning("request %s lost its %s job; enqueueing it again", req.id, stage)
-    await _enqueue(sc, req, stage)
+    await _enqueue(sc, req, stage, at=req.created_at)
     return True
 
 
@@ -103,19 +107,32 @@ async def _new_epoch(sc: StageContext, req: Request, stage: str, now: float) -> 
         return True
 
     def bump(r: Request) -> Request | None:
-        if (
-            r.epoch != req.epoch
-            or not r.running
-            or now - r.heartbeat_at < sc.settings.stuck_after_s
-        ):
+        # The same claim as seen above (not a new one by a live worker since).
+        if r.epoch != req.epoch or not r.running or r.worker != req.worker:
+            return None
+        if r.heartbeat_at > req.heartbeat_at and now - r.heartbeat_at < sc.settings.stuck_after_s:
             return None
         return r.changed(epoch=r.epoch + 1, running=False, phase="requeued")
 
     new, changed = await sc.store.update(req.id, bump)
     if changed:
-        log.warning("request %s stalled in %s; retrying as epoch %s", req.id, stage, new.epoch)
-        await _enqueue(sc, new, stage)
+        log.warning(
+            "request %s stopped in %s (worker %s); retrying as epoch %s",
+            req.id,
+            stage,
+            req.worker or "unknown",
+            new.epoch,
+        )
+        # Back at its old place in line, not behind everything queued since it started.
+        await _enqueue(sc, new, stage, at=new.created_at)
     return changed
+
+
+async def _worker_gone(sc: StageContext, req: Request) -> bool:
+    """Tell whether the worker that claimed the request stopped pulsing."""
+    if not req.worker:
+        return False  # claimed before workers named themselves: the stall timer decides
+    return not await is_alive(sc.redis, sc.settings, req.worker)
 
 
 async def _job_alive(sc: StageContext, job_id: str) -> bool:

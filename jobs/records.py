@@ -54,6 +54,8 @@ class Request(BaseModel):
     finished_at: float = 0.0
     heartbeat_at: float = 0.0
     running: bool = False
+    # The worker (`jobs.liveness`) that claimed the running stage.
+    worker: str = ""
     epoch: int = 1
     progress: float = 0.0
     phase: str = ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 import time
@@ -21,21 +20,17 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
+from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, one_line
 from jayavatar.settings import Settings
 from jobs.accounts import Accounts
 from jobs.completions import announce
 from jobs.enginehost import PROGRESS, EngineHost
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
 from jobs.records import RecordStore, Request
+from jobs.reports import queue_report, unfitted_key
+from jobs.wakeup import enqueue
 from storage.base import Storage
-from storage.keys import (
-    avatar_prefix,
-    quality_plot_key,
-    render_key,
-    speech_key,
-    voice_prefix,
-)
+from storage.keys import avatar_prefix, render_key, speech_key, voice_prefix
 
 log = logging.getLogger(__name__)
 TICK_S = 1.0
@@ -58,6 +53,8 @@ class StageContext:
     accounts: Accounts
     host: EngineHost
     timeout_s: int
+    #: Names this worker in the requests it claims (`jobs.liveness`).
+    worker_id: str = ""
 
 
 async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -107,15 +104,15 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         out = rendered
         if req.max_bytes and out.stat().st_size > req.max_bytes:
             out, stats["fit"] = await _fit(sc, out, req.max_bytes)
+            if sc.settings.quality_report and out != rendered:
+                # The report measures the render before the re-encode, which reads as changed
+                # background; it runs later (`jobs.reports`), so keep that render until then.
+                sc.storage.put_file(unfitted_key(req.id), rendered)
         sc.storage.put_file(out_key, out)
     # The speech is not needed once the render exists; drop it before announcing the result.
     sc.storage.delete_prefix(f"work/{req.id}")
     stats["lipsync_engine"] = sc.settings.lipsync_engine
-    finished = await finish(sc, req, "lipsync", output_key=out_key, result=stats)
-    if sc.settings.quality_report and finished:
-        # After the announcement, so the report never delays delivery; measured on the render
-        # before any size-fitting re-encode, which would read as changed background.
-        await _quality(sc, req, rendered or sc.storage.local_path(out_key))
+    await finish(sc, req, "lipsync", output_key=out_key, result=stats)
     if rendered is not None:
         shutil.rmtree(rendered.parent, ignore_errors=True)
     return "render done"
@@ -133,33 +130,6 @@ async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[
     except BadInput as exc:
         return out, {"error": str(exc), "bytes": out.stat().st_size}
     return fitted, report
-
-
-async def _quality(sc: StageContext, req: Request, mp4: Path) -> None:
-    """Attach the quality report to a finished render; a failed report never fails the render."""
-    v_owner, v_name = req.voice.split("/", 1)
-    a_owner, a_name = req.avatar.split("/", 1)
-    args = (
-        mp4,
-        sc.storage.local_path(avatar_prefix(a_owner, a_name)),
-        sc.storage.local_path(voice_prefix(v_owner, v_name)),
-        req.text,
-        req.language,
-    )
-    # The picture is drawn beside the report, from the same measurements.
-    picture = sc.storage.scratch_dir() / "quality.png"
-    try:
-        report = await sc.host.call("engines.quality:evaluate_render", (*args, picture), None, None)
-    except (UserError, EngineError, TransientError) as exc:
-        log.warning("no quality report for %s: %s", req.id, exc)
-        report = {"summary": f"not measured: {one_line(exc)}", "flags": []}
-    if picture.is_file():
-        sc.storage.put_file(quality_plot_key(req.user, req.id), picture)
-    shutil.rmtree(picture.parent, ignore_errors=True)
-    sc.storage.put_bytes(f"renders/{req.user}/{req.id}.quality.json", json.dumps(report).encode())
-    await sc.store.update(
-        req.id, lambda r: r.changed(quality=report) if r.state == "done" else None
-    )
 
 
 def provenance(req: Request) -> dict[str, str]:
@@ -185,6 +155,7 @@ async def claim(
         return r.changed(
             state=running_state,
             running=True,
+            worker=sc.worker_id,
             heartbeat_at=now,
             started_at=r.started_at or now,
             progress=0.0,
@@ -213,16 +184,14 @@ async def _maybe_forward(sc: StageContext, payload: dict[str, Any]) -> str:
     return "skipped"
 
 
-async def _enqueue(sc: StageContext, req: Request, stage: str) -> None:
+async def _enqueue(sc: StageContext, req: Request, stage: str, at: float | None = None) -> None:
     queue = (
         sc.settings.lipsync_queue
         if stage in ("lipsync", "enroll_avatar")
         else sc.settings.voice_queue
     )
     payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
-    await sc.redis.enqueue_job(
-        STAGE_FUNCTIONS[stage], payload, _job_id=req.job_id(stage), _queue_name=queue
-    )
+    await enqueue(sc.redis, STAGE_FUNCTIONS[stage], payload, req.job_id(stage), queue, at)
 
 
 async def run_engine(
@@ -346,9 +315,11 @@ async def finish(sc: StageContext, req: Request, from_state: str, **fields: Any)
             **fields,
         )
 
-    done, changed = await sc.store.update(
-        req.id, apply, lambda pipe, _o, new: announce(pipe, sc.settings, new)
-    )
+    def effects(pipe: Any, _old: Request, new: Request) -> Any:
+        queue_report(pipe, sc.settings, new)
+        return announce(pipe, sc.settings, new)
+
+    done, changed = await sc.store.update(req.id, apply, effects)
     if changed:
         cleanup(sc.storage, done)
         await sc.accounts.count(

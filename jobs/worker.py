@@ -1,8 +1,10 @@
 """The two ARQ workers: `voice` (speech, voice enrollment), `lipsync` (render, avatar enrollment).
 
 Each runs in its own Python environment with one engine, built once in a child process. Each
-worker runs one job at a time (the engine is the bottleneck), a reconciler cron for its own
-stages, and survives Redis restarts by retrying its connection.
+worker runs one job at a time (the engine is the bottleneck), wakes the moment a job is queued
+(`jobs.wakeup`), keeps its housekeeping (liveness, reconciler, quality reports) beside the job
+slot rather than in the queue (`jobs.housekeeping`), and survives Redis restarts by retrying its
+connection.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from arq import Retry, cron
+from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,9 +27,11 @@ from jobs import enroll_stages, stages
 from jobs.accounts import Accounts
 from jobs.enginehost import EngineHost
 from jobs.hosts import Beacon
+from jobs.housekeeping import Housekeeper
+from jobs.liveness import new_worker_id, pulse
 from jobs.payloads import StagePayload
-from jobs.reconciler import reconcile
 from jobs.records import RecordStore
+from jobs.wakeup import WakeWorker
 from storage import build_storage
 
 log = logging.getLogger(__name__)
@@ -83,18 +87,9 @@ def build_worker(settings: Settings, kind: QueueKind, burst: bool = False) -> Wo
         queue = settings.lipsync_queue
     # ARQ's own timeout is a backstop: the stage enforces `timeout` itself and fails the request.
     functions = [func(_guarded(stage), name=name, timeout=timeout + 30) for name, stage in jobs]  # type: ignore[arg-type]
-    return Worker(
+    return WakeWorker(
         functions=functions,
         queue_name=queue,
-        cron_jobs=[
-            cron(
-                reconcile,
-                name=f"reconcile-{kind}",
-                second=set(range(0, 60, 5)),
-                run_at_startup=True,
-                timeout=60,
-            )
-        ],
         redis_settings=redis_settings(settings),
         on_startup=_startup(settings, kind, timeout),
         on_shutdown=_shutdown,
@@ -117,13 +112,12 @@ def _startup(settings: Settings, kind: QueueKind, timeout: int):  # type: ignore
         if swept:
             log.info("removed %s temp items left by dead processes", swept)
         host = EngineHost(settings, kind)
-        await host.start()
         redis = ctx["redis"]
         beacon = Beacon(settings, kind)
         ctx["beacon"] = beacon
         ctx["beacon_task"] = asyncio.create_task(beacon.run(redis), name="beacon")
         ctx["queue_kind"] = kind
-        ctx["stage"] = stages.StageContext(
+        ctx["stage"] = sc = stages.StageContext(
             settings=settings,
             redis=redis,
             store=RecordStore(redis, settings),
@@ -131,12 +125,22 @@ def _startup(settings: Settings, kind: QueueKind, timeout: int):  # type: ignore
             accounts=Accounts(redis, settings, storage),
             host=host,
             timeout_s=timeout,
+            worker_id=new_worker_id(),
         )
+        await pulse(redis, settings, sc.worker_id)
+        # Before the engine loads (seconds): a dead predecessor's job is queued again meanwhile.
+        ctx["housekeeper"] = keeper = Housekeeper(ctx)
+        keeper.start()
+        await host.start()
+        log.info("worker %s ready", sc.worker_id)
 
     return startup
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    keeper = ctx.get("housekeeper")
+    if keeper is not None:
+        await keeper.stop()
     stage = ctx.get("stage")
     if stage is not None:
         stage.host.kill()

@@ -1,0 +1,143 @@
+"""Benchmark: acknowledgement time of concurrent render submissions through the HTTP API.
+
+Starts a private redis-server and `jayavatar api` (one uvicorn process, as deployed), gives each
+of USERS users a key, a voice and an avatar, then sends COUNT `POST /v1/renders` at once from
+one client on the same machine and prints the time from send to the 202 answer (p50/p99/max).
+No workers run: the requests stay queued, which is what this measures.
+
+    PYTHONPATH=. .venv/bin/python bench/api_burst.py --count 200 [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from api.keys import ApiKeys
+from jayavatar.redis_server import server_binary
+from jayavatar.settings import Settings
+from jobs.client import JobClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """Return a free TCP port on the loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Return the q-th percentile (nearest rank) of non-empty `values`."""
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, max(0, round(q / 100 * len(ranked) + 0.5) - 1))]
+
+
+async def make_users(settings: Settings, users: int) -> list[str]:
+    """Create each user's key, voice and avatar; return the keys."""
+    client = await JobClient.connect(settings)
+    try:
+        keys = ApiKeys(client.redis, settings, client.accounts)
+        tokens = []
+        for i in range(users):
+            user = f"user{i}"
+            for kind in ("voice", "avatar"):
+                client.storage.put_bytes(f"{kind}s/{user}/me/meta.json", b"{}")
+                await client.accounts.register(kind, user, "me", {})
+            tokens.append((await keys.create(user))[0])
+        return tokens
+    finally:
+        await client.close()
+
+
+async def burst(base: str, tokens: list[str], count: int) -> list[float]:
+    """Send `count` submissions at once; return each one's latency in ms."""
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+
+        async def one(i: int) -> float:
+            started = time.perf_counter()
+            r = await http.post(
+                "/v1/renders",
+                json={"text": f"Burst number {i}.", "voice": "me", "avatar": "me"},
+                headers={"X-API-Key": tokens[i % len(tokens)]},
+            )
+            if r.status_code != 202:
+                raise RuntimeError(f"{r.status_code}: {r.text}")
+            return (time.perf_counter() - started) * 1000
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the API answers."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("the API did not start")
+
+
+def main(count: int, rounds: int, users: int, root: Path) -> None:
+    """Run the benchmark and print one table row per round."""
+    with tempfile.TemporaryDirectory() as folder:
+        rport, aport = free_port(), free_port()
+        redis = subprocess.Popen(
+            [server_binary(), "--port", str(rport), "--dir", folder, "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("JAYAVATAR_")},
+            "JAYAVATAR_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
+            "JAYAVATAR_DATA_DIR": str(Path(folder) / "data"),
+            "JAYAVATAR_MAX_CONCURRENT": "1000",
+            "JAYAVATAR_DAILY_QUOTA": "100000",
+            "PYTHONPATH": str(root),
+        }
+        time.sleep(0.5)
+        settings = Settings(
+            redis_url=env["JAYAVATAR_REDIS_URL"],
+            data_dir=Path(env["JAYAVATAR_DATA_DIR"]),
+            max_concurrent=1000,
+        )
+        tokens = asyncio.run(make_users(settings, users))
+        cmd = [sys.executable, "-m", "jayavatar.cli", "api", "--port", str(aport)]
+        api = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{aport}"
+            wait_up(base, api)
+            print(f"\nAPI burst: {count} concurrent POST /v1/renders, {users} users, "
+                  f"{os.cpu_count()} cores, client on the same machine\n")  # fmt: skip
+            print("| round | p50 ms | p99 ms | max ms | mean ms |")
+            print("| ---: | ---: | ---: | ---: | ---: |")
+            for r in range(rounds):
+                lat = asyncio.run(burst(base, tokens, count))
+                print(f"| {r + 1} | {percentile(lat, 50):.0f} | {percentile(lat, 99):.0f} "
+                      f"| {max(lat):.0f} | {statistics.mean(lat):.0f} |")  # fmt: skip
+        finally:
+            api.kill()
+            redis.kill()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose API is served")
+    args = parser.parse_args()
+    main(args.count, args.rounds, args.users, args.root)

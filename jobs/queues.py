@@ -1,0 +1,73 @@
+"""Where a request waits: its ARQ queue, its honest place in line, and leaving the queue.
+
+ARQ keeps a queue as a sorted set of job ids scored by when they may run, and a worker takes the
+lowest score first, so the set's order is the run order. A place in line counts only other users'
+live requests waiting for the same stage ahead of this one; whatever else sits in the set (old
+cron entries, stale jobs of cancelled or retried requests, the user's own earlier requests) is
+not someone to wait for.
+"""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis
+
+from jayavatar.settings import Settings
+from jobs.payloads import STAGE_FUNCTIONS
+from jobs.records import RecordStore, Request
+
+FIRST_STAGE = {"render": "voice", "voice_enroll": "enroll_voice", "avatar_enroll": "enroll_avatar"}
+LIPSYNC_STAGES = frozenset({"lipsync", "enroll_avatar"})
+
+
+def queue_of(settings: Settings, stage: str) -> str:
+    """Return the ARQ queue a stage runs on."""
+    return settings.lipsync_queue if stage in LIPSYNC_STAGES else settings.voice_queue
+
+
+def waiting_stage(req: Request) -> str | None:
+    """Return the stage a request waits for, or None if it is final or running."""
+    if req.final or req.running:
+        return None
+    return "lipsync" if req.state == "lipsync" else FIRST_STAGE[req.kind]
+
+
+async def position(redis: ArqRedis, store: RecordStore, req: Request) -> int | None:
+    """Return "#n in line": 1 + other users' waiting requests ahead in the same stage."""
+    stage = waiting_stage(req)
+    if stage is None:
+        return None
+    queue = queue_of(store.settings, stage)
+    rank = await redis.zrank(queue, req.job_id(stage))
+    if rank is None:
+        return None
+    ahead: dict[str, int] = {}
+    for raw in await redis.zrange(queue, 0, int(rank) - 1) if rank else []:
+        job = raw.decode() if isinstance(raw, bytes) else str(raw)
+        name, _, rest = job.partition(":")
+        rid, _, epoch = rest.partition(":")
+        if name == stage and epoch.isdigit():
+            ahead[rid] = int(epoch)
+    others = [
+        o
+        for o in await store.get_many(list(ahead))
+        if o.user != req.user and waiting_stage(o) == stage and o.epoch == ahead[o.id]
+    ]
+    return len(others) + 1
+
+
+async def withdraw(redis: ArqRedis, settings: Settings, req: Request) -> bool:
+    """Take a request's waiting job out of its queue at once; return whether one was removed.
+
+    A job a worker already took is left alone: the stage sees the request final and stops.
+    """
+    removed = False
+    for stage in STAGE_FUNCTIONS:
+        job = req.job_id(stage)
+        if await redis.exists(f"arq:in-progress:{job}"):
+            continue
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queue_of(settings, stage), job)
+            pipe.delete(f"arq:job:{job}", f"arq:retry:{job}")
+            gone, _deleted = await pipe.execute()
+        removed = removed or bool(gone)
+    return removed

@@ -1,0 +1,123 @@
+"""Queue positions against the order a real worker runs jobs; cancelled requests leave at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arq.worker import func
+
+from jayavatar.settings import Settings
+from jobs import reports
+from jobs.client import JobClient
+from jobs.records import Request
+from jobs.wakeup import WakeWorker
+from jobs.worker import redis_settings
+from tests.support.stack import RedisProcess
+
+USERS = ("alice", "bob", "carol")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server."""
+    server = RedisProcess(tmp_path_factory.mktemp("queues-redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
+    """A client on an emptied Redis; three users, each with a voice and an avatar."""
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        key_prefix="q",
+        voice_queue="q:voice",
+        lipsync_queue="q:lipsync",
+        max_concurrent=2000,
+        daily_quota=5000,
+    )
+    job_client = await JobClient.connect(settings)
+    await job_client.redis.flushdb()
+    for user in USERS:
+        for kind in ("voice", "avatar"):
+            job_client.storage.put_bytes(f"{kind}s/{user}/me/meta.json", b"{}")
+            await job_client.accounts.register(kind, user, "me", {})
+    yield job_client
+    await job_client.close()
+
+
+async def run_order(client: JobClient) -> list[str]:
+    """Drain the voice queue with a real ARQ worker; return request ids in the order they ran."""
+    ran: list[str] = []
+
+    async def voice_stage(_ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+        ran.append(payload["request_id"])
+
+    async def reconcile(_ctx: dict[str, Any]) -> None:  # an old cron entry left in the queue
+        return None
+
+    worker = WakeWorker(
+        functions=[
+            func(voice_stage, name="voice_stage"),  # type: ignore[arg-type]
+            func(reconcile, name="cron:reconcile"),  # type: ignore[arg-type]
+        ],
+        queue_name=client.settings.voice_queue,
+        redis_settings=redis_settings(client.settings),
+        burst=True,
+        max_jobs=1,
+        handle_signals=False,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return ran
+
+
+async def test_positions_count_other_users_ahead_in_run_order(client: JobClient) -> None:
+    queue = client.settings.voice_queue
+    # Housekeeping around the work: a cron entry of an older release, and pending reports.
+    await client.redis.zadd(queue, {"cron:reconcile-voice:1": 1})
+    order = ["bob", "alice", "carol", "bob", "alice", "carol", "carol", "alice"]
+    reqs: list[Request] = [await client.submit_render(u, f"line {i}") for i, u in enumerate(order)]
+    await client.redis.zadd(reports.pending_key(client.settings), {reqs[0].id: 1.0})
+    await client.cancel(reqs[2].id, "carol")  # cancelled: nobody waits for it
+    positions = {r.id: await client.queue_position(r.id) for r in reqs}
+    assert positions[reqs[2].id] is None
+
+    ran = await run_order(client)
+
+    live = [r for r in reqs if r.id != reqs[2].id]
+    assert ran == [r.id for r in live]  # the worker's order is the submission order
+    for i, req in enumerate(live):
+        others_before = [o for o in live[:i] if o.user != req.user]
+        assert positions[req.id] == len(others_before) + 1, (req.user, i)
+    assert positions[reqs[1].id] == 2  # alice behind one bob: "#2 in line", not "#3"
+
+
+async def test_alone_in_line_is_first(client: JobClient) -> None:
+    await client.redis.zadd(client.settings.voice_queue, {"cron:reconcile-voice:1": 1})
+    first = await client.submit_render("alice", "one")
+    second = await client.submit_render("alice", "two")
+    assert await client.queue_position(first.id) == 1
+    assert await client.queue_position(second.id) == 1  # her own first request is not "others"
+
+
+async def test_cancelled_requests_leave_the_queue_at_once(client: JobClient) -> None:
+    queue = client.settings.voice_queue
+    doomed = [await client.submit_render(USERS[i % 3], f"n {i}") for i in range(1000)]
+    assert await client.redis.zcard(queue) == 1000
+    for req in doomed:
+        await client.cancel(req.id, req.user)
+    assert await client.redis.zcard(queue) == 0
+    leftovers = [k async for k in client.redis.scan_iter(match="arq:job:*", count=1000)]
+    assert leftovers == []
+
+    fresh = await client.submit_render("bob", "after the mass cancel")
+    assert await client.queue_position(fresh.id) == 1
+    assert await run_order(client) == [fresh.id]  # the worker meets nothing before it

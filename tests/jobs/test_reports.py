@@ -1,0 +1,109 @@
+"""Quality reports after delivery: queued at the finish, taken over after a crash, attached once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jayavatar.settings import Settings
+from jobs import reports, stages
+from jobs.client import JobClient
+from jobs.liveness import pulse
+from jobs.records import Request
+from tests.support.stack import RedisProcess
+
+
+class Measurer:
+    """Stands in for the report process: counts calls, returns a fixed report."""
+
+    def __init__(self) -> None:
+        self.calls: list[Path] = []
+
+    async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
+        assert target == "engines.quality:evaluate_render"
+        self.calls.append(args[0])
+        return {"summary": "measured", "flags": []}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server."""
+    server = RedisProcess(tmp_path_factory.mktemp("reports-redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
+    """A client on an emptied Redis with Alice's voice and avatar."""
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, key_prefix="rep")
+    job_client = await JobClient.connect(settings)
+    await job_client.redis.flushdb()
+    for kind in ("voice", "avatar"):
+        job_client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
+        await job_client.accounts.register(kind, "alice", "me", {})
+    yield job_client
+    await job_client.close()
+
+
+def worker(client: JobClient, worker_id: str) -> stages.StageContext:
+    """The stage context of one lip-sync worker (its engine is never called here)."""
+    no_engine: Any = None
+    return stages.StageContext(
+        client.settings,
+        client.redis,
+        client.store,
+        client.storage,
+        client.accounts,
+        no_engine,
+        30,
+        worker_id,
+    )
+
+
+async def rendered(client: JobClient, sc: stages.StageContext) -> Request:
+    """A render finished through the stages' own `finish`."""
+    req = await client.submit_render("alice", "Hello.", "me", "me")
+    req, _ = await client.store.update(req.id, lambda r: r.changed(state="lipsync"))
+    out = f"renders/alice/{req.id}.mp4"
+    client.storage.put_bytes(out, b"mp4")
+    assert await stages.finish(sc, req, "lipsync", output_key=out, result={})
+    return await client.get(req.id)
+
+
+async def test_a_report_interrupted_by_a_crash_is_computed_later_once(client: JobClient) -> None:
+    first, second = worker(client, "w1"), worker(client, "w2")
+    await pulse(client.redis, client.settings, "w1")
+    await pulse(client.redis, client.settings, "w2")
+    req = await rendered(client, first)
+    assert await client.redis.zrange(reports.pending_key(client.settings), 0, -1) == [
+        req.id.encode()
+    ]
+
+    assert await reports.claim_next(first) == req.id
+    assert await reports.claim_next(second) is None  # a live worker measures it
+    # The first worker dies mid-report: its liveness key lapses.
+    await client.redis.delete("rep:worker:w1:alive")
+    assert await reports.claim_next(second) is None  # the dead claim is cleared ...
+    assert await reports.claim_next(second) == req.id  # ... and taken over
+
+    tools: Any = Measurer()
+    assert await reports.measure(second, tools, req.id)
+    assert not await reports.measure(second, tools, req.id)  # a replay changes nothing
+    assert len(tools.calls) == 1
+    assert (await client.get(req.id)).quality == {"summary": "measured", "flags": []}
+    assert await client.redis.zcard(reports.pending_key(client.settings)) == 0
+    assert await reports.claim_next(second) is None
+    assert client.storage.exists(f"renders/alice/{req.id}.quality.json")
+
+
+async def test_reports_are_off_when_disabled(client: JobClient, tmp_path: Path) -> None:
+    settings = client.settings.model_copy(update={"quality_report": False})
+    sc = worker(client, "w1")
+    sc.settings = settings
+    await rendered(client, sc)
+    assert await client.redis.zcard(reports.pending_key(settings)) == 0
