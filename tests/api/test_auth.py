@@ -117,7 +117,7 @@ async def test_others_request_ids_answer_exactly_like_unknown_ids(
     bobs = created.json()["id"]
     unknown = "f" * 32
     request_ops = [(m, p) for m, p in await operations(api) if "{rid}" in p]
-    assert len(request_ops) == 5
+    assert len(request_ops) == 6
     for method, path in request_ops:
         theirs = await api.request(method, fill(path, bobs), headers=headers(alice))
         nobody = await api.request(method, fill(path, unknown), headers=headers(alice))
