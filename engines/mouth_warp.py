@@ -46,6 +46,11 @@ LOWER_SHARE = 0.75
 CHIN_FADE = 0.55
 #: The jaw's drop reaches this many half mouth widths to each side of the mouth centre.
 JAW_REACH = 1.5
+#: How far a full "oo" draws the mouth corners in (a share of their distance from the centre,
+#: before the fall-off); an "ee" spreads them by the same gain.
+ROUND_GAIN = 0.36
+#: ... fading to nothing this many half mouth widths from the centre.
+ROUND_REACH = 2.2
 #: Colours of the mouth interior relative to the lips' own colour.
 MOUTH_TINT = np.array([1.0, 0.72, 0.72])
 TONGUE_TINT = np.array([0.62, 0.36, 0.38])
@@ -53,7 +58,11 @@ TONGUE_TINT = np.array([0.62, 0.36, 0.38])
 
 @dataclass(frozen=True)
 class MouthPose:
-    """How one frame's mouth should look: open in [0, 1], jaw gain, rounding in [0, 1]."""
+    """How one frame's mouth should look: open in [0, 1], jaw gain, round in [-1, 1].
+
+    Positive `round` draws the lips in toward the centre (an "oo"); negative spreads them (an
+    "ee").
+    """
 
     open: float
     jaw: float
@@ -193,7 +202,7 @@ def warp_mask(lm: Landmarks, width: int, height: int) -> Mask:
 
 def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
     """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched."""
-    if pose.open < 0.02 and pose.round < 0.02:
+    if pose.open < 0.02 and abs(pose.round) < 0.02:
         return frame
     h, w = frame.shape[:2]
     geo = _geometry(lm)
@@ -231,15 +240,16 @@ def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
 
 
 def _rounding(prof: _Profile, u: Floats, v: Floats, amount: float) -> Floats:
-    """Extra source u for an "oo": sampling further out draws the lips toward the centre."""
-    if amount < 0.02:
+    """Extra source u: sampling further out draws the lips in (an "oo"), nearer spreads them."""
+    if abs(amount) < 0.02:
         return np.zeros_like(u)
     geo = prof.geo
     mid = sum(geo.inner) / 2
-    reach = JAW_REACH * geo.width / 2
+    # The pull reaches past the corners (they are what must move) and fades before the cheeks.
+    reach = ROUND_REACH * geo.width / 2
     across: Floats = np.clip(1.0 - np.abs(u - mid) / reach, 0.0, 1.0)
     height: Floats = np.exp(-(((v - prof.split(u)) / (0.45 * geo.width)) ** 2))
-    return 0.16 * amount * (u - mid) * across * height
+    return ROUND_GAIN * amount * (u - mid) * across * height
 
 
 def _lip_colour(frame: Image, lm: Landmarks) -> Floats:

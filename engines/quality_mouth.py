@@ -1,0 +1,125 @@
+"""Whether a render's mouth forms the words: closures, rounding and rest in pauses.
+
+The script is aligned to the render's own audio (`engines.alignment`), so these checks need
+nothing from the engine that made the render. Per frame the picture pass measures the inner-lip
+aperture (FaceMesh 13-14) and the mouth width (61-291), both over the eye distance.
+
+- Closure: at every /p b m/ the smallest aperture within +-1 frame is within CLOSE_TOL of the
+  mouth at rest (the median aperture over the pauses, where the mouth is not posed).
+- Rounding: the median width during /uw ow w/ over the median width during /iy ey/.
+- Rest: the share of pause frames whose aperture is within REST_TOL of the rest aperture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engines.alignment import Phone
+from engines.visemes import (
+    ROUNDED_PHONES,
+    SPREAD_PHONES,
+    closure_times,
+    frame_times,
+    phone_frames,
+)
+
+Array = npt.NDArray[np.float64]
+#: A closure counts when the lips come within this aperture (eye distances) of rest.
+CLOSE_TOL = 0.005
+#: A pause frame rests when its aperture is within this of rest (FaceMesh jitters a little).
+REST_TOL = 0.01
+#: Goals: closures reached, and rounded width over spread width.
+MIN_CLOSURE_RATE = 0.9
+MAX_ROUND_RATIO = 0.9
+#: Pauses shorter than this (seconds) are gaps between words, not rests.
+MIN_PAUSE_S = 0.1
+
+
+def pause_frames(phones: Sequence[Phone], fps: float, frames: int) -> npt.NDArray[np.intp]:
+    """Frames inside an aligned silence long enough to rest in, a frame in from each edge."""
+    times = frame_times(fps, frames)
+    inside = np.zeros(frames, bool)
+    margin = 1.0 / fps
+    for p in phones:
+        if p.name == "SIL" and p.end - p.start >= MIN_PAUSE_S:
+            inside |= (times >= p.start + margin) & (times < p.end - margin)
+    return np.flatnonzero(inside)
+
+
+def rest_aperture(aperture: Array, pauses: npt.NDArray[np.intp]) -> float:
+    """The aperture of the mouth at rest: the median over the pauses (NaN if none measured)."""
+    values = aperture[pauses]
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def closure_misses(
+    aperture: Array, phones: Sequence[Phone], fps: float, rest: float
+) -> tuple[list[float], list[float]]:
+    """(closure times, how far above rest the lips stayed at each), seconds and apertures."""
+    times = closure_times(phones)
+    misses = []
+    for t in times:
+        centre = int(t * fps)
+        window = aperture[max(0, centre - 1) : centre + 2]
+        window = window[np.isfinite(window)]
+        misses.append(float(window.min() - rest) if window.size else float("nan"))
+    return times, misses
+
+
+def mouth_report(
+    aperture: Array, width: Array, phones: Sequence[Phone], fps: float
+) -> dict[str, Any]:
+    """Closure, rounding and rest measures of one render (JSON-able)."""
+    frames = len(aperture)
+    pauses = pause_frames(phones, fps, frames)
+    rest = rest_aperture(aperture, pauses)
+    times, misses = closure_misses(aperture, phones, fps, rest)
+    shut = [m <= CLOSE_TOL for m in misses if np.isfinite(m)]
+    rounded = _median(width, phone_frames(phones, ROUNDED_PHONES, fps, frames))
+    spread = _median(width, phone_frames(phones, SPREAD_PHONES, fps, frames))
+    resting = np.abs(aperture[pauses] - rest) <= REST_TOL
+    return {
+        "measured": bool(np.isfinite(rest)),
+        "rest_aperture": _round(rest),
+        "closure_times_s": [round(t, 3) for t in times],
+        "closure_excess": [_round(m) for m in misses],
+        "closure_rate": _round(float(np.mean(shut))) if shut else None,
+        "closures": len(times),
+        "round_width": _round(rounded),
+        "spread_width": _round(spread),
+        "round_ratio": _round(rounded / spread) if spread > 0 else None,
+        "pause_frames": int(pauses.size),
+        "rest_in_pauses": _round(float(resting.mean())) if pauses.size else None,
+        "phones": len(phones),
+    }
+
+
+def mouth_flags(mouth: dict[str, Any]) -> list[str]:
+    """Flags for lips that do not close or round (only where measured)."""
+    if not mouth.get("measured"):
+        return []
+    out = []
+    rate = mouth["closure_rate"]
+    if rate is not None and rate < MIN_CLOSURE_RATE:
+        out.append(f"lips close at {100 * rate:.0f}% of p/b/m")
+    ratio = mouth["round_ratio"]
+    if ratio is not None and ratio > MAX_ROUND_RATIO:
+        out.append(f"lips do not round (width ratio {ratio:.2f})")
+    return out
+
+
+def _median(values: Array, index: npt.NDArray[np.intp]) -> float:
+    """Median of the finite values at `index`; NaN if none."""
+    chosen = values[index]
+    chosen = chosen[np.isfinite(chosen)]
+    return float(np.median(chosen)) if chosen.size else float("nan")
+
+
+def _round(value: float, digits: int = 4) -> float | None:
+    """Round for JSON; NaN becomes None."""
+    return round(float(value), digits) if np.isfinite(value) else None
