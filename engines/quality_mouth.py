@@ -13,7 +13,7 @@ aperture (FaceMesh 13-14) and the mouth width (61-291), both over the eye distan
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,7 @@ from engines.visemes import (
     phone_frames,
 )
 
-Array = npt.NDArray[np.float64]
+Array: TypeAlias = npt.NDArray[np.float64]
 #: A closure counts when the lips come within this aperture (eye distances) of rest.
 CLOSE_TOL = 0.005
 #: A pause frame rests when its aperture is within this of rest (FaceMesh jitters a little).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter1d
 from engines.alignment import Phone
 from engines.mouth_warp import MouthPose
 
-Floats = npt.NDArray[np.float64]
+Floats: TypeAlias = npt.NDArray[np.float64]
 
 #: How fast a phone's influence decays outside it, seconds (about a frame at 25 fps).
 DECAY_S = 0.035
