@@ -29,6 +29,8 @@ DECAY_S = 0.035
 #: ends: the audible burst that releases them is the phone's last few milliseconds.
 CLOSURE_LEAD_S = 0.02
 BURST_S = 0.02
+#: However short the phone, the lips stay shut this many frames' time.
+MIN_CLOSURE_FRAMES = 1.6
 #: Share of the loudness opening that even the least open shape keeps.
 LOUDNESS_FLOOR = 0.65
 
@@ -108,6 +110,10 @@ def closure_amount(phones: Sequence[Phone], times: Floats, fps: float) -> Floats
         plosive = p.name in PLOSIVES
         start = p.start - (CLOSURE_LEAD_S if plosive else 0.0)
         end = max(p.end - (BURST_S if plosive else 0.0), start + 1e-3)
+        # Lips take time to meet and part: a closure is held at least MIN_CLOSURE_FRAMES.
+        short = MIN_CLOSURE_FRAMES / fps - (end - start)
+        if short > 0:
+            start, end = start - short / 2, end + short / 2
         # Frames centred in the closure are shut; within half a frame of it they ease in and
         # out. Shutting more would hide the loudness the lips must still follow.
         gap = np.maximum(start - times, 0.0) + np.maximum(times - end, 0.0)
@@ -143,7 +149,8 @@ def viseme_poses(
     # Loudness sets how far the mouth opens, the viseme how that opening is shaped: an open
     # vowel reaches the full loudness opening, a consonant only part of it.
     opening = loud * (LOUDNESS_FLOOR + (1 - LOUDNESS_FLOOR) * opening / OPEN.open)
-    opening = gaussian_filter1d(opening, 0.6, mode="nearest")
+    # Smoothing must not leak speech into a pause: where the voice is silent the mouth rests.
+    opening = gaussian_filter1d(opening, 0.6, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
     jaw = gaussian_filter1d(jaw, 1.0, mode="nearest")
     rounding = gaussian_filter1d(rounding, 1.0, mode="nearest") * np.clip(loud / 0.02, 0.0, 1.0)
     shut = closure_amount(phones, times, fps)
