@@ -32,7 +32,7 @@ BURST_S = 0.02
 #: However short the phone, the lips stay shut this many frames' time.
 MIN_CLOSURE_FRAMES = 1.6
 #: Share of the loudness opening that even the least open shape keeps.
-LOUDNESS_FLOOR = 0.65
+LOUDNESS_FLOOR = 0.75
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,16 @@ class Viseme:
 
 REST = Viseme("rest", 0.0, 1.0, 0.0, 1.5)
 CLOSED = Viseme("closed", 0.0, 1.0, 0.1, 3.0)  # p b m
-LIP_TEETH = Viseme("lip-teeth", 0.1, 0.5, -0.1, 2.0)  # f v: lower lip to the upper teeth
-TEETH = Viseme("teeth", 0.12, 0.5, -0.3, 1.2)  # s z t d n: teeth nearly together
-TONGUE_TEETH = Viseme("tongue-teeth", 0.2, 0.7, 0.0, 1.2)  # th dh l
-POSTALVEOLAR = Viseme("sh", 0.18, 0.6, 0.7, 1.5)  # sh zh ch jh: lips pushed out
-ROUNDED = Viseme("rounded", 0.3, 0.8, 1.0, 1.6)  # uw w: narrow and round
+LIP_TEETH = Viseme("lip-teeth", 0.1, 0.7, -0.1, 2.0)  # f v: lower lip to the upper teeth
+TEETH = Viseme("teeth", 0.12, 0.75, -0.3, 1.2)  # s z t d n: teeth nearly together
+TONGUE_TEETH = Viseme("tongue-teeth", 0.2, 0.85, 0.0, 1.2)  # th dh l
+POSTALVEOLAR = Viseme("sh", 0.18, 0.8, 0.7, 1.5)  # sh zh ch jh: lips pushed out
+ROUNDED = Viseme("rounded", 0.3, 0.9, 1.0, 1.6)  # uw w: narrow and round
 ROUND_OPEN = Viseme("round-open", 0.5, 1.0, 0.85, 1.3)  # ow ao oy uh
-WIDE = Viseme("wide", 0.32, 0.8, -0.8, 1.2)  # iy ih ey y: spread
+WIDE = Viseme("wide", 0.32, 0.9, -0.8, 1.2)  # iy ih ey y: spread
 MID = Viseme("mid", 0.55, 1.0, -0.4, 1.0)  # eh ae
-OPEN = Viseme("open", 0.95, 1.2, 0.0, 1.0)  # aa ah ay aw
-R_COLOURED = Viseme("r", 0.32, 0.9, 0.55, 1.0)  # er r
+OPEN = Viseme("open", 0.95, 1.1, 0.0, 1.0)  # aa ah ay aw
+R_COLOURED = Viseme("r", 0.32, 0.95, 0.55, 1.0)  # er r
 BACK = Viseme("back", 0.35, 1.0, 0.0, 0.3)  # k g ng hh: the tongue works, lips follow neighbours
 
 VISEMES: dict[str, Viseme] = {
@@ -150,7 +150,7 @@ def viseme_poses(
     # vowel reaches the full loudness opening, a consonant only part of it.
     opening = loud * (LOUDNESS_FLOOR + (1 - LOUDNESS_FLOOR) * opening / OPEN.open)
     # Smoothing must not leak speech into a pause: where the voice is silent the mouth rests.
-    opening = gaussian_filter1d(opening, 0.6, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
+    opening = gaussian_filter1d(opening, 0.8, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
     jaw = gaussian_filter1d(jaw, 1.0, mode="nearest")
     rounding = gaussian_filter1d(rounding, 1.0, mode="nearest") * np.clip(loud / 0.02, 0.0, 1.0)
     shut = closure_amount(phones, times, fps)
