@@ -32,7 +32,7 @@ BURST_S = 0.02
 #: However short the phone, the lips stay shut this many frames' time.
 MIN_CLOSURE_FRAMES = 1.6
 #: Share of the loudness opening that even the least open shape keeps.
-LOUDNESS_FLOOR = 0.75
+LOUDNESS_FLOOR = 0.8
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def viseme_poses(
     # vowel reaches the full loudness opening, a consonant only part of it.
     opening = loud * (LOUDNESS_FLOOR + (1 - LOUDNESS_FLOOR) * opening / OPEN.open)
     # Smoothing must not leak speech into a pause: where the voice is silent the mouth rests.
-    opening = gaussian_filter1d(opening, 0.8, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
+    opening = gaussian_filter1d(opening, 1.0, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
     jaw = gaussian_filter1d(jaw, 1.0, mode="nearest")
     rounding = gaussian_filter1d(rounding, 1.0, mode="nearest") * np.clip(loud / 0.02, 0.0, 1.0)
     shut = closure_amount(phones, times, fps)
