@@ -116,7 +116,8 @@ def _mouth(
     if phones is None:
         return {"measured": False, "reason": f"no phone alignment for language {language!r}"}
     aperture, width = video.array("aperture"), video.array("width")
-    return quality_mouth.mouth_report(aperture, width, phones, video.fps)
+    source, eye_px = video.array("source_aperture"), float(np.nanmedian(video.array("eye_px")))
+    return quality_mouth.mouth_report(aperture, width, phones, video.fps, source, eye_px)
 
 
 def _voice(audio: Floats, voice_dir: Path) -> dict[str, Any]:

@@ -62,34 +62,52 @@ def rest_aperture(aperture: Array, pauses: npt.NDArray[np.intp]) -> float:
 
 
 def closure_misses(
-    aperture: Array, phones: Sequence[Phone], fps: float, rest: float
+    aperture: Array, phones: Sequence[Phone], fps: float, rest: float | Array
 ) -> tuple[list[float], list[float]]:
     """(closure times, how far above rest the lips stayed at each), seconds and apertures."""
     times = closure_times(phones)
+    above = aperture - rest
     misses = []
     for t in times:
         centre = int(t * fps)
-        window = aperture[max(0, centre - 1) : centre + 2]
+        window = above[max(0, centre - 1) : centre + 2]
         window = window[np.isfinite(window)]
-        misses.append(float(window.min() - rest) if window.size else float("nan"))
+        misses.append(float(window.min()) if window.size else float("nan"))
     return times, misses
 
 
 def mouth_report(
-    aperture: Array, width: Array, phones: Sequence[Phone], fps: float
+    aperture: Array,
+    width: Array,
+    phones: Sequence[Phone],
+    fps: float,
+    source: Array | None = None,
+    eye_px: float = 0.0,
 ) -> dict[str, Any]:
-    """Closure, rounding and rest measures of one render (JSON-able)."""
+    """Closure, rounding and rest measures of one render (JSON-able).
+
+    `source` (per render frame, the clip's own aperture) lets a video avatar's mouth rest
+    differently from frame to frame: rest is then the source plus the median offset over the
+    pauses. `eye_px` (eye distance in pixels) widens the tolerances to a pixel on small faces,
+    below which FaceMesh cannot tell.
+    """
     frames = len(aperture)
     pauses = pause_frames(phones, fps, frames)
     rest = rest_aperture(aperture, pauses)
-    times, misses = closure_misses(aperture, phones, fps, rest)
-    shut = [m <= CLOSE_TOL for m in misses if np.isfinite(m)]
+    series: float | Array = rest
+    if source is not None:
+        series = source + rest_aperture(aperture - source, pauses)
+    close_tol = max(CLOSE_TOL, 1.0 / eye_px) if eye_px > 0 else CLOSE_TOL
+    rest_tol = max(REST_TOL, 1.5 / eye_px) if eye_px > 0 else REST_TOL
+    times, misses = closure_misses(aperture, phones, fps, series)
+    shut = [m <= close_tol for m in misses if np.isfinite(m)]
     rounded = _median(width, phone_frames(phones, ROUNDED_PHONES, fps, frames))
     spread = _median(width, phone_frames(phones, SPREAD_PHONES, fps, frames))
-    resting = aperture[pauses] - rest <= REST_TOL
+    resting = (aperture - series)[pauses] <= rest_tol
     return {
         "measured": bool(np.isfinite(rest)),
         "rest_aperture": _round(rest),
+        "closure_tolerance": _round(close_tol),
         "closure_times_s": [round(t, 3) for t in times],
         "closure_excess": [_round(m) for m in misses],
         "closure_rate": _round(float(np.mean(shut))) if shut else None,

@@ -125,8 +125,9 @@ def test_each_broken_render_is_flagged_for_what_broke(
     r = report(case)
     assert any(words in flag for flag in r["flags"]), r["flags"]
     assert r["checks"][part] == "flagged"
-    # Lips 5 frames off also miss their closures: the mouth check may see that too.
-    also = {"mouth"} if case == "shifted" else set()
+    # Lips 5 frames off also miss their closures, and a blurred mouth hides its shapes from
+    # FaceMesh: the mouth check may see those too.
+    also = {"mouth"} if case in ("shifted", "blurry") else set()
     others = {p: v for p, v in r["checks"].items() if p != part and p not in also}
     assert others == dict.fromkeys(others, "ok"), r["flags"]
     assert r["summary"].endswith(f"{len(r['flags'])} flagged")
