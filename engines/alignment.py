@@ -85,11 +85,19 @@ def _espeak(word: str) -> list[str]:
     return ipa_to_arpabet("".join("".join(s) for s in sentences))
 
 
-def _decoder(words: list[str]) -> Any:
+#: Search beams of the first try: ten times faster than pocketsphinx's defaults on Piper's
+#: speech, with the same phone times. Speech they lose is aligned again with the defaults.
+NARROW_BEAMS = {"beam": 1e-20, "wbeam": 1e-12, "pbeam": 1e-20}
+
+
+def _decoder(words: list[str], beams: dict[str, float]) -> Any:
     """A pocketsphinx decoder that knows every word of the script, or None if one has no phones."""
     import pocketsphinx
 
-    decoder = pocketsphinx.Decoder(samprate=RATE, bestpath=False, loglevel="FATAL")
+    # No language model: alignment searches only the script (loading one costs 0.3 s).
+    decoder = pocketsphinx.Decoder(
+        samprate=RATE, bestpath=False, loglevel="FATAL", lm=None, **beams
+    )
     missing = sorted({w for w in words if decoder.lookup_word(w) is None})
     for i, word in enumerate(missing):
         phones = _espeak(word)
@@ -122,10 +130,19 @@ def align(
         import pocketsphinx  # noqa: F401  (only the lip-sync environment has it)
     except ImportError:
         return None
-    decoder = _decoder(words)
+    pcm = to_pcm16k(audio, rate)
+    for beams in (NARROW_BEAMS, {}):
+        phones = _align_pcm(pcm, words, beams)
+        if phones is not None:
+            return phones
+    return None
+
+
+def _align_pcm(pcm: bytes, words: list[str], beams: dict[str, float]) -> list[Phone] | None:
+    """Align the words to 16 kHz PCM with the given search beams; None if it fails."""
+    decoder = _decoder(words, beams)
     if decoder is None:
         return None
-    pcm = to_pcm16k(audio, rate)
     try:
         decoder.set_align_text(" ".join(words))
         _decode(decoder, pcm)
