@@ -40,20 +40,23 @@ def make_cases(render: Path, avatar: Path, text: str, work: Path) -> dict[str, P
     stock = work / "stock.wav"
     sf.write(stock, quality_voice.stock_speech(text), quality_voice.RATE)
     engine = LandmarkEngine(Settings())
-    engine.render(avatar, stock, work / "wrong_voice.mp4", lambda f, p: None, {})
+    engine.render(avatar, stock, work / "wrong_voice.mp4", lambda f, p: None, {}, text, "en")
+    script = {"text": text, "language": "en"}
     return {
         "honest": render,
         "shifted": quality_cases.shift_audio(render, work / "shifted.mp4"),
-        "frozen": quality_cases.render_with(avatar, speech, work / "frozen.mp4", freeze=True),
+        "frozen": quality_cases.render_with(
+            avatar, speech, work / "frozen.mp4", freeze=True, **script
+        ),
         "wrong_voice": work / "wrong_voice.mp4",
         "blurry": quality_cases.render_with(
-            avatar, speech, work / "blurry.mp4", mutate=quality_cases.blur_mouth()
+            avatar, speech, work / "blurry.mp4", mutate=quality_cases.blur_mouth(), **script
         ),
         "flicker": quality_cases.render_with(
-            avatar, speech, work / "flicker.mp4", mutate=quality_cases.flicker_mouth()
+            avatar, speech, work / "flicker.mp4", mutate=quality_cases.flicker_mouth(), **script
         ),
         "pasted": quality_cases.render_with(
-            avatar, speech, work / "pasted.mp4", mutate=quality_cases.paste_face()
+            avatar, speech, work / "pasted.mp4", mutate=quality_cases.paste_face(), **script
         ),
     }
 
@@ -61,7 +64,8 @@ def make_cases(render: Path, avatar: Path, text: str, work: Path) -> dict[str, P
 def row(case: str, r: dict[str, Any]) -> str:
     """One table row of a report."""
     sync, voice, words = r["sync"], r["voice"], r["intelligibility"]
-    auth, art = r["authenticity"], r["artifacts"]
+    auth, art, mouth = r["authenticity"], r["artifacts"], r["mouth"]
+    measured = mouth.get("measured") and mouth["closure_rate"] is not None
     cells = [
         case,
         f"{sync['corr']:.2f} @{sync['lag_frames']:+d}f" if sync["measured"] else "n/a",
@@ -71,6 +75,8 @@ def row(case: str, r: dict[str, Any]) -> str:
         f"{100 * auth['changed_fraction']:.3f}%",
         f"{art['blurry_frames']}/{art['face_frames']}",
         f"{art['flicker_ratio']:.2f}",
+        f"{100 * mouth['closure_rate']:.0f}% of {mouth['closures']}" if measured else "n/a",
+        f"{mouth['round_ratio']}" if mouth.get("measured") else "n/a",
         "; ".join(r["flags"]) or "—",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -110,9 +116,9 @@ def main() -> None:
     )
     print(
         "| case | sync @lag | aperture spread | voice (stock) | WER | background changed "
-        "| blurry frames | flicker | flagged |"
+        "| blurry frames | flicker | closures | oo/ee width | flagged |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in CASES:
         print(row(case, reports[case]))
     print(

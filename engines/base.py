@@ -63,10 +63,13 @@ class LipSyncEngine(Protocol):
         out_mp4: Path,
         progress: ProgressFn,
         metadata: dict[str, str],
+        text: str = "",
+        language: str = "",
     ) -> dict[str, Any]:
         """Write an H.264/AAC MP4 of the avatar speaking `audio`; return render statistics.
 
         `metadata` goes into the container's tags (provenance). Frames without a face pass
-        through untouched; audio longer than the clip loops the clip back and forth.
+        through untouched; audio longer than the clip loops the clip back and forth. `text`
+        and `language` are the script the audio speaks, for engines that use its phones.
         """
         ...

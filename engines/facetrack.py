@@ -296,3 +296,9 @@ def lip_aperture(landmarks: Points) -> float:
     """Inner-lip opening (points 13 to 14) divided by the inter-ocular distance."""
     gap = float(np.linalg.norm(landmarks[INNER_UPPER_MID] - landmarks[INNER_LOWER_MID]))
     return gap / max(face_scale(landmarks), 1e-6)
+
+
+def mouth_width(landmarks: Points) -> float:
+    """Mouth corner to corner (points 61 to 291) divided by the inter-ocular distance."""
+    gap = float(np.linalg.norm(landmarks[MOUTH_LEFT] - landmarks[MOUTH_RIGHT]))
+    return gap / max(face_scale(landmarks), 1e-6)

@@ -17,11 +17,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 
+from engines.alignment import Phone, align
 from engines.avatar_prep import prepare_avatar
 from engines.base import ProgressFn
 from engines.facetrack import FaceTrack
 from engines.media import VideoWriter, frames_for_audio, iter_pingpong, load_audio
 from engines.mouth_warp import MouthPose, speak
+from engines.visemes import closure_times, viseme_poses
 
 if TYPE_CHECKING:
     from jayavatar.settings import Settings
@@ -37,7 +39,17 @@ SILENCE_DB = -50.0
 def speech_cues(
     audio: npt.NDArray[np.floating[Any]], rate: int, fps: int, frames: int
 ) -> list[MouthPose]:
-    """Turn audio into one mouth pose per video frame.
+    """Turn audio alone into one mouth pose per video frame (the fallback without phones).
+
+    Loudness drives the opening; spectral shape (see `speech_features`) picks the vowel class.
+    """
+    return _poses(speech_features(audio, rate, fps, frames))
+
+
+def speech_features(
+    audio: npt.NDArray[np.floating[Any]], rate: int, fps: int, frames: int
+) -> npt.NDArray[np.float64]:
+    """Per-frame features: level (dB), F1 ratio, spectral centroid, hiss share, low share.
 
     Loudness (dB, relative to the clip's loud parts) drives the opening. Spectral shape
     refines it: energy high in the F1 region means an open vowel (more jaw), a low centroid of
@@ -71,18 +83,26 @@ def speech_cues(
             power[bands["hiss"]].sum() / total,
             power[bands["low"]].sum() / total,
         )
-    return _poses(feats)
+    return feats
+
+
+def loudness_opening(
+    level: npt.NDArray[np.float64], curve: float = OPEN_CURVE
+) -> npt.NDArray[np.float64]:
+    """Per-frame opening in [0, 1] from loudness (dBFS per frame) alone."""
+    loud = np.percentile(level, 95)
+    # RANGE_DB below the loud parts is a closed mouth; the loud parts are fully open. The
+    # power curve keeps soft sounds small, as lips barely part for them.
+    opening = np.clip((level - (loud - RANGE_DB)) / RANGE_DB, 0.0, 1.0) ** curve
+    # Relative levels alone would make the mouth flap at the hum of a silent track.
+    opening = opening * np.clip((level - SILENCE_DB) / 10.0, 0.0, 1.0)
+    return opening
 
 
 def _poses(feats: npt.NDArray[np.float64]) -> list[MouthPose]:
     """Map per-frame features (dB, F1 ratio, centroid, hiss, low) to smoothed poses."""
     level, f1_ratio, centroid, hiss, low = feats.T
-    loud = np.percentile(level, 95)
-    # RANGE_DB below the loud parts is a closed mouth; the loud parts are fully open. The
-    # power curve keeps soft sounds small, as lips barely part for them.
-    opening = np.clip((level - (loud - RANGE_DB)) / RANGE_DB, 0.0, 1.0) ** OPEN_CURVE
-    # Relative levels alone would make the mouth flap at the hum of a silent track.
-    opening = opening * np.clip((level - SILENCE_DB) / 10.0, 0.0, 1.0)
+    opening = loudness_opening(level)
     voiced = np.clip((low - 0.05) / 0.25, 0.0, 1.0) * (opening > 0.05)
     fricative = np.clip((hiss - 0.25) / 0.35, 0.0, 1.0)
     opening = opening * (1.0 - 0.55 * fricative)
@@ -95,6 +115,18 @@ def _poses(feats: npt.NDArray[np.float64]) -> list[MouthPose]:
         MouthPose(float(o), float(j), float(r))
         for o, j, r in zip(opening, jaw, rounded, strict=True)
     ]
+
+
+def mouth_poses(
+    samples: npt.NDArray[np.floating[Any]], fps: int, frames: int, text: str, language: str
+) -> tuple[list[MouthPose], list[Phone] | None]:
+    """Poses per frame, from the aligned script when it aligns, else from the audio alone."""
+    feats = speech_features(samples, AUDIO_RATE, fps, frames)
+    phones = align(samples, AUDIO_RATE, text, language) if text else None
+    if phones is None:
+        return _poses(feats), None
+    # Linear in dB: the visemes already keep consonants small, the job of the power curve.
+    return viseme_poses(phones, loudness_opening(feats[:, 0], 1.0), fps), phones
 
 
 class LandmarkEngine:
@@ -116,8 +148,14 @@ class LandmarkEngine:
         out_mp4: Path,
         progress: ProgressFn,
         metadata: dict[str, str],
+        text: str = "",
+        language: str = "",
     ) -> dict[str, Any]:
-        """Stream clip frames through the mouth warp into an H.264/AAC MP4; return timings."""
+        """Stream clip frames through the mouth warp into an H.264/AAC MP4; return timings.
+
+        With the script (`text`, `language`) the mouth forms visemes from phone timings;
+        without it, or where it does not align, the mouth follows the audio alone.
+        """
         times = dict.fromkeys(("audio", "decode", "warp", "encode"), 0.0)
         t0 = time.perf_counter()
         progress(0.0, "audio")
@@ -126,7 +164,7 @@ class LandmarkEngine:
         fps = int(meta["fps"])
         samples = load_audio(audio, AUDIO_RATE)
         n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
-        poses = speech_cues(samples, AUDIO_RATE, fps, n_out)
+        poses, phones = mouth_poses(samples, fps, n_out, text, language)
         times["audio"] = time.perf_counter() - t0
         face_frames = 0
         writer = VideoWriter(
@@ -157,5 +195,7 @@ class LandmarkEngine:
             "fps": fps,
             "face_frames": face_frames,
             "audio_s": round(len(samples) / AUDIO_RATE, 3),
+            "cues": "audio" if phones is None else "phones",
+            "closures_s": [] if phones is None else [round(t, 3) for t in closure_times(phones)],
             "seconds": {k: round(v, 3) for k, v in times.items()},
         }

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from engines import inner_mouth
 from engines.compositing import Mask, blend, mouth_jaw_mask
 from engines.facetrack import (
     CHIN,
@@ -23,9 +24,6 @@ from engines.facetrack import (
     INNER_LOWER_MID,
     INNER_UPPER_MID,
     LIPS_INNER_LOWER,
-    LIPS_INNER_UPPER,
-    LIPS_OUTER_LOWER,
-    LIPS_OUTER_UPPER,
     MOUTH_LEFT,
     MOUTH_RIGHT,
     NOSE_BASE,
@@ -46,14 +44,20 @@ LOWER_SHARE = 0.75
 CHIN_FADE = 0.55
 #: The jaw's drop reaches this many half mouth widths to each side of the mouth centre.
 JAW_REACH = 1.5
-#: Colours of the mouth interior relative to the lips' own colour.
-MOUTH_TINT = np.array([1.0, 0.72, 0.72])
-TONGUE_TINT = np.array([0.62, 0.36, 0.38])
+#: How far a full "oo" draws the mouth corners in (a share of their distance from the centre,
+#: before the fall-off); an "ee" spreads them by the same gain.
+ROUND_GAIN = 0.45
+#: ... fading to nothing this many half mouth widths from the centre.
+ROUND_REACH = 2.2
 
 
 @dataclass(frozen=True)
 class MouthPose:
-    """How one frame's mouth should look: open in [0, 1], jaw gain, rounding in [0, 1]."""
+    """How one frame's mouth should look: open in [0, 1], jaw gain, round in [-1, 1].
+
+    Positive `round` draws the lips in toward the centre (an "oo"); negative spreads them (an
+    "ee").
+    """
 
     open: float
     jaw: float
@@ -193,7 +197,7 @@ def warp_mask(lm: Landmarks, width: int, height: int) -> Mask:
 
 def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
     """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched."""
-    if pose.open < 0.02 and pose.round < 0.02:
+    if pose.open < 0.02 and abs(pose.round) < 0.02:
         return frame
     h, w = frame.shape[:2]
     geo = _geometry(lm)
@@ -231,26 +235,16 @@ def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
 
 
 def _rounding(prof: _Profile, u: Floats, v: Floats, amount: float) -> Floats:
-    """Extra source u for an "oo": sampling further out draws the lips toward the centre."""
-    if amount < 0.02:
+    """Extra source u: sampling further out draws the lips in (an "oo"), nearer spreads them."""
+    if abs(amount) < 0.02:
         return np.zeros_like(u)
     geo = prof.geo
     mid = sum(geo.inner) / 2
-    reach = JAW_REACH * geo.width / 2
+    # The pull reaches past the corners (they are what must move) and fades before the cheeks.
+    reach = ROUND_REACH * geo.width / 2
     across: Floats = np.clip(1.0 - np.abs(u - mid) / reach, 0.0, 1.0)
     height: Floats = np.exp(-(((v - prof.split(u)) / (0.45 * geo.width)) ** 2))
-    return 0.16 * amount * (u - mid) * across * height
-
-
-def _lip_colour(frame: Image, lm: Landmarks) -> Floats:
-    """Median RGB of the lips, sampled halfway between their outer and inner outlines."""
-    outer = lm[list(LIPS_OUTER_UPPER[1:-1] + LIPS_OUTER_LOWER[1:-1])]
-    inner = lm[list(LIPS_INNER_UPPER[1:-1] + LIPS_INNER_LOWER[1:-1])]
-    pts = np.round((outer + inner) / 2).astype(int)
-    h, w = frame.shape[:2]
-    xs, ys = pts[:, 0].clip(0, w - 1), pts[:, 1].clip(0, h - 1)
-    colour: Floats = np.median(frame[ys, xs].astype(np.float32), axis=0)
-    return colour
+    return ROUND_GAIN * amount * (u - mid) * across * height
 
 
 def _paint_mouth(
@@ -261,53 +255,17 @@ def _paint_mouth(
     u: Floats,
     v: Floats,
 ) -> None:
-    """Fill the newly opened lip gap with a shaded mouth interior (and upper teeth), in place."""
+    """Fill the newly opened lip gap with the mouth's inside (`engines.inner_mouth`), in place."""
     e = prof.opening(u)
     split = prof.split(u)
-    top = split - prof.upper * e
-    bottom = split + prof.lower * e
-    inside = np.minimum(v - top, bottom - v)
-    # Half-pixel edges are anti-aliased; slivers under ~3 px fade out, so the gap's thin tails
-    # toward the corners do not draw dark lines across teeth or lips.
-    alpha = np.clip(inside + 0.5, 0.0, 1.0) * np.clip((bottom - top - 0.5) / 2.5, 0.0, 1.0)
-    if not alpha.any():
-        return
-    half = np.maximum((bottom - top) / 2, 1e-3)
-    depth = np.clip(inside / half, 0.0, 1.0)
-    lip = _lip_colour(frame, lm)
-    # A mouth interior is the lips' hue, redder and much darker, darkest in the middle and
-    # back; the tongue shows as a dim warm shape rising from the lower lip.
-    colour = (lip * MOUTH_TINT) * (0.46 - 0.30 * np.sqrt(depth))[..., None]
-    gap = np.maximum(bottom - top, 1e-3)
     a, b = prof.geo.inner
-    x = np.abs(u - (a + b) / 2) / max((b - a) / 2, 1.0)
-    tongue = _smoothstep((v - (bottom - 0.45 * gap)) / (0.3 * gap)) * _smoothstep((0.8 - x) / 0.4)
-    colour = colour * (1 - 0.7 * tongue[..., None]) + (lip * TONGUE_TINT) * 0.7 * tongue[..., None]
-    if prof.geo.source_gap < 0.06:
-        colour = _add_teeth(colour, lip, prof, u, v, top, bottom)
-    weight = alpha[..., None]
-    mixed = patch.astype(np.float32) * (1 - weight) + colour * weight
-    patch[:] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
-
-
-def _add_teeth(
-    colour: Floats,
-    lip: Floats,
-    prof: _Profile,
-    u: Floats,
-    v: Floats,
-    top: Floats,
-    bottom: Floats,
-) -> Floats:
-    """Show the edge of the upper teeth under the upper lip, as a closed-mouth clip hides them."""
-    geo = prof.geo
-    a, b = geo.inner
-    x = np.abs(u - (a + b) / 2) / max((b - a) / 2, 1.0)
-    height = np.minimum(0.35 * (bottom - top), 0.09 * geo.width)
-    below_lip = np.clip(top + height - v, 0.0, 1.0)  # soft lower edge of the teeth
-    across = _smoothstep((0.75 - x) / 0.3)
-    weight = (0.85 * below_lip * across * (height > 1.0))[..., None]
-    shade = (1.0 - 0.35 * x)[..., None]
-    teeth = np.clip(lip.mean() * np.array([1.75, 1.70, 1.58]), 60, 225) * shade
-    shown: Floats = colour * (1 - weight) + teeth * weight
-    return shown
+    gap = inner_mouth.Gap(
+        v=v,
+        top=split - prof.upper * e,
+        bottom=split + prof.lower * e,
+        across=np.abs(u - (a + b) / 2) / max((b - a) / 2, 1.0),
+        mouth_width=prof.geo.width,
+        show_upper_teeth=prof.geo.source_gap < 0.06,
+    )
+    lip = inner_mouth.lip_colour(frame, lm)
+    inner_mouth.paint(patch, gap, lip, inner_mouth.teeth_colour(frame, lm, lip))

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines import quality_audio, quality_plot, quality_video, quality_voice
+from engines import quality_audio, quality_mouth, quality_plot, quality_video, quality_voice
+from engines.alignment import align
 from engines.facetrack import FaceMesh
 from engines.media import load_audio
 from jayavatar.errors import JayAvatarError
@@ -53,6 +54,7 @@ MAX_BLURRY_SHARE = 0.1
 #: levels) of slack for an honest mouth that opens and shuts.
 FLICKER_SLACK = 6.0
 MAX_FLICKER = 1.25
+PARTS = ("sync", "voice", "intelligibility", "authenticity", "artifacts", "mouth")
 
 
 def evaluate_render(
@@ -78,6 +80,7 @@ def evaluate_render(
         "intelligibility": intelligibility,
         "authenticity": _authenticity(video),
         "artifacts": _artifacts(video),
+        "mouth": _mouth(video, audio, text, language),
         "frames": len(video.aperture),
         "fps": video.fps,
     }
@@ -109,6 +112,18 @@ def _sync(video: quality_video.VideoStats, audio: Floats) -> dict[str, Any]:
         "aperture_spread": round(spread, 4),
         "measured": bool(np.isfinite(corr)),
     }
+
+
+def _mouth(
+    video: quality_video.VideoStats, audio: Floats, text: str, language: str
+) -> dict[str, Any]:
+    """Closures, rounding and rest, at the script's phones aligned to the render's audio."""
+    phones = align(audio, quality_audio.RATE, text, language)
+    if phones is None:
+        return {"measured": False, "reason": f"no phone alignment for language {language!r}"}
+    aperture, width = video.array("aperture"), video.array("width")
+    source, eye_px = video.array("source_aperture"), float(np.nanmedian(video.array("eye_px")))
+    return quality_mouth.mouth_report(aperture, width, phones, video.fps, source, eye_px)
 
 
 def _voice(audio: Floats, voice_dir: Path) -> dict[str, Any]:
@@ -181,7 +196,7 @@ def checks(report: dict[str, Any]) -> dict[str, str]:
     """Per part of the report: "ok", "flagged" or "not measured"."""
     found = _flag_parts(report)
     out = {}
-    for part in ("sync", "voice", "intelligibility", "authenticity", "artifacts"):
+    for part in PARTS:
         measured = report[part].get("measured", True)
         out[part] = "flagged" if found[part] else "ok" if measured else "not measured"
     return out
@@ -200,6 +215,12 @@ def _flag_parts(report: dict[str, Any]) -> dict[str, list[str]]:
         "intelligibility": _word_flags(report["intelligibility"]),
         "authenticity": _authenticity_flags(report["authenticity"], report["frames"]),
         "artifacts": _artifact_flags(report["artifacts"]),
+        # A mouth that barely moves is the sync check's flag; closures would say nothing new.
+        "mouth": (
+            []
+            if report["sync"]["aperture_spread"] < MIN_APERTURE_SPREAD
+            else quality_mouth.mouth_flags(report["mouth"])
+        ),
     }
 
 
@@ -277,6 +298,8 @@ def summary(report: dict[str, Any]) -> str:
         ),
         f"{_artifact_count(art)} artifacts",
     ]
+    if report["mouth"].get("measured") and report["mouth"]["closure_rate"] is not None:
+        parts.append(f"closures {100 * report['mouth']['closure_rate']:.0f}%")
     line = " · ".join(parts)
     return line if not report["flags"] else f"{line} · {len(report['flags'])} flagged"
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from engines.compositing import blend
 from engines.facetrack import FaceTrack
-from engines.landmark import AUDIO_RATE, speech_cues
+from engines.landmark import AUDIO_RATE, mouth_poses
 from engines.media import VideoWriter, frames_for_audio, iter_pingpong, load_audio
 from engines.mouth_warp import MouthPose, speak, warp_mask
 
@@ -44,14 +44,16 @@ def render_with(
     *,
     mutate: Mutation | None = None,
     freeze: bool = False,
+    text: str = "",
+    language: str = "",
 ) -> Path:
-    """Render like the landmark engine, then apply `mutate` to each face frame."""
+    """Render like the landmark engine (of `text`, if given), then apply `mutate` to each face."""
     meta = json.loads((avatar_dir / "avatar.json").read_text(encoding="utf-8"))
     track = FaceTrack.load(avatar_dir / "track.npz")
     fps = int(meta["fps"])
     samples = load_audio(speech, AUDIO_RATE)
     n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
-    poses = speech_cues(samples, AUDIO_RATE, fps, n_out)
+    poses, _ = mouth_poses(samples, fps, n_out, text, language)
     with VideoWriter(out_mp4, track.width, track.height, fps, audio=samples) as writer:
         for i, (index, frame) in enumerate(
             iter_pingpong(avatar_dir / "clip.mp4", len(track), n_out, fps)

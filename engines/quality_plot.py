@@ -102,17 +102,9 @@ def find_pauses(loudness: Array, fps: float) -> list[tuple[float, float]]:
 
 
 def closure_times(report: dict[str, Any]) -> list[float]:
-    """Times (seconds) of lip closures, wherever the report keeps them; empty if it has none."""
-    for found in (
-        report.get("closures"),
-        _get(report, "sync", "closures"),
-        _get(report, "visemes", "closures"),
-        _get(report, "closure", "times"),
-        _get(report, "closure", "closures"),
-    ):
-        if isinstance(found, list):
-            return [t for t in (_time_of(item) for item in found) if t is not None]
-    return []
+    """Times (seconds) of lip closures for p/b/m from the report's mouth part; empty without."""
+    found = _get(report, "mouth", "closure_times_s")
+    return [float(t) for t in found] if isinstance(found, list) else []
 
 
 def report_spans(report: dict[str, Any], name: str) -> list[tuple[float, float]]:
@@ -130,16 +122,6 @@ def report_spans(report: dict[str, Any], name: str) -> list[tuple[float, float]]
 def _get(report: dict[str, Any], part: str, key: str) -> Any:
     value = report.get(part)
     return value.get(key) if isinstance(value, dict) else None
-
-
-def _time_of(item: Any) -> float | None:
-    if isinstance(item, int | float) and not isinstance(item, bool):
-        return float(item)
-    if isinstance(item, dict):
-        for key in ("t", "time", "at", "start"):
-            if isinstance(item.get(key), int | float):
-                return float(item[key])
-    return None
 
 
 def mouth_crops(mp4: Path, avatar_dir: Path, moments: Iterable[int]) -> list[tuple[int, Image]]:

@@ -40,7 +40,9 @@ from engines.facetrack import (
     MOUTH_RIGHT,
     FaceMesh,
     FaceTrack,
+    face_scale,
     lip_aperture,
+    mouth_width,
 )
 from engines.media import iter_frames, iter_pingpong
 from engines.mouth_warp import warp_mask
@@ -68,6 +70,9 @@ class VideoStats:
     fps: float
     clip_frames: int
     aperture: list[float] = field(default_factory=list)  # NaN: FaceMesh found no face
+    width: list[float] = field(default_factory=list)  # mouth corners apart, eye distances
+    eye_px: list[float] = field(default_factory=list)  # eye distance, pixels
+    source_aperture: list[float] = field(default_factory=list)  # the clip frame's own (track)
     source_face: list[bool] = field(default_factory=list)  # the clip frame has a face
     changed_px: list[int] = field(default_factory=list)  # outside the allowed region
     outside_px: list[int] = field(default_factory=list)
@@ -108,9 +113,12 @@ def measure_video(mp4: Path, avatar_dir: Path) -> VideoStats:
         for index, frame, source in _paired(mp4, avatar_dir, len(track), stats.fps):
             lm = mesh.landmarks(frame)
             stats.aperture.append(np.nan if lm is None else lip_aperture(lm))
+            stats.width.append(np.nan if lm is None else mouth_width(lm))
+            stats.eye_px.append(np.nan if lm is None else face_scale(lm))
             face = bool(track.present[index])
             stats.source_face.append(face)
             landmarks = track.landmarks[index] if face else None
+            stats.source_aperture.append(np.nan if landmarks is None else lip_aperture(landmarks))
             if index not in allowed:
                 allowed[index] = allowed_tiles(landmarks, track.width, track.height)
             changed, outside = changed_pixels(frame, source, landmarks, allowed[index])

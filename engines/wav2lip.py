@@ -242,6 +242,8 @@ class Wav2LipEngine:
         out_mp4: Path,
         progress: ProgressFn,
         metadata: dict[str, str],
+        text: str = "",
+        language: str = "",
     ) -> dict[str, Any]:
         """Write an MP4 of the prepared avatar speaking `audio`; return render statistics."""
         started = time.perf_counter()

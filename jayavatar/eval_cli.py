@@ -35,6 +35,7 @@ PARTS = (
     ("intelligibility", "intelligibility"),
     ("authenticity", "authenticity"),
     ("artifacts", "artifacts"),
+    ("mouth", "mouth shapes"),
 )
 
 
@@ -216,7 +217,11 @@ def _rebuild(error: dict[str, str]) -> errors.JayAvatarError:
 
 def format_table(report: dict[str, Any], name: str) -> str:
     """The report as a fixed-width table, its summary line and its flags."""
-    rows = [(label, _result(part, report[part]), report["checks"][part]) for part, label in PARTS]
+    rows = [
+        (label, _result(part, report[part]), report["checks"][part])
+        for part, label in PARTS
+        if part in report  # reports from before the mouth checks have no "mouth"
+    ]
     width = max(len(r[1]) for r in rows)
     head = (
         f"Quality report of {name}: {report['frames']} frames at {report['fps']:g} fps, "
@@ -243,6 +248,8 @@ def _result(part: str, data: dict[str, Any]) -> str:
         return f"{data['similarity']:.2f} to the reference (stock voice {stock:.2f})"
     if part == "intelligibility":
         return f"WER {data['wer']:.2f}: {_clip(data['transcript'], 48)!r}"
+    if part == "mouth":
+        return _mouth_result(data)
     if part == "authenticity":
         lost = data["face_lost_frames"]
         faces = "no face lost" if not lost else f"face lost in {lost} frames"
@@ -252,6 +259,15 @@ def _result(part: str, data: dict[str, Any]) -> str:
         f"{data['blurry_frames']} of {data['face_frames']} frames blurry, "
         f"flicker {data['flicker_ratio']:.2f} (sharpness x{data['sharpness_ratio'] or 0:.2f})"
     )
+
+
+def _mouth_result(data: dict[str, Any]) -> str:
+    """The mouth cell: closures reached, rounding, rest in pauses."""
+    rate, ratio, rest = data["closure_rate"], data["round_ratio"], data["rest_in_pauses"]
+    closes = "no p/b/m" if rate is None else f"lips close at {100 * rate:.0f}% of p/b/m"
+    rounds = "" if ratio is None else f", oo/ee width {ratio:.2f}"
+    rests = "" if rest is None else f", rest in {100 * rest:.0f}% of pauses"
+    return f"{closes}{rounds}{rests}"
 
 
 def _clip(text: str, limit: int) -> str:

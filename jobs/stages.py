@@ -99,7 +99,7 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         if not speech.is_file():
             raise TransientError("the speech of this request is missing; redoing the voice stage")
         meta = provenance(req)
-        args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta)
+        args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta, req.text, req.language)
         rendered, stats = await run_engine(sc, req, "render", args, "render.mp4")
         out = rendered
         if req.max_bytes and out.stat().st_size > req.max_bytes:

@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines import quality, quality_audio, quality_cases, quality_video, quality_voice
+from engines import (
+    quality,
+    quality_audio,
+    quality_cases,
+    quality_mouth,
+    quality_video,
+    quality_voice,
+)
 from engines.landmark import LandmarkEngine
 from engines.media import load_audio
 from jayavatar.settings import Settings
@@ -24,7 +31,7 @@ from tests.support.assets import face_clip
 from tests.support.quality import TEXT, matched_speech
 
 pytestmark = [pytest.mark.env("lipsync"), pytest.mark.timeout(300)]
-PARTS = ("sync", "voice", "intelligibility", "authenticity", "artifacts")
+PARTS = ("sync", "voice", "intelligibility", "authenticity", "artifacts", "mouth")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     engine = LandmarkEngine(Settings(_env_file=None))
     engine.prepare(face_clip(), root / "avatar")
     good = root / "good.mp4"
-    engine.render(root / "avatar", speech, good, lambda f, p: None, {})
+    engine.render(root / "avatar", speech, good, lambda f, p: None, {}, TEXT, "en")
     return {"root": root, "avatar": root / "avatar", "voice": voice, "speech": speech, "good": good}
 
 
@@ -60,26 +67,33 @@ def _make_case(case: str, s: dict[str, Path]) -> Path:
     if case == "shifted":
         return quality_cases.shift_audio(s["good"], out)
     if case == "frozen":
-        return quality_cases.render_with(s["avatar"], s["speech"], out, freeze=True)
+        return quality_cases.render_with(
+            s["avatar"], s["speech"], out, freeze=True, text=TEXT, language="en"
+        )
     if case == "wrong_voice":
         # The stock voice, unmatched: what a render would sound like if matching were skipped.
         wav = s["root"] / "stock.wav"
         sf.write(wav, quality_voice.stock_speech(TEXT), quality_voice.RATE)
         engine = LandmarkEngine(Settings(_env_file=None))
-        engine.render(s["avatar"], wav, out, lambda f, p: None, {})
+        engine.render(s["avatar"], wav, out, lambda f, p: None, {}, TEXT, "en")
         return out
     mutation = {
         "blurry": quality_cases.blur_mouth(),
         "flicker": quality_cases.flicker_mouth(),
         "pasted": quality_cases.paste_face(),
     }[case]
-    return quality_cases.render_with(s["avatar"], s["speech"], out, mutate=mutation)
+    return quality_cases.render_with(
+        s["avatar"], s["speech"], out, mutate=mutation, text=TEXT, language="en"
+    )
 
 
 def test_an_honest_offline_render_is_clean(report: Callable[[str], dict[str, Any]]) -> None:
     r = report("good")
     assert r["flags"] == [], r["flags"]
     assert r["checks"] == dict.fromkeys(PARTS, "ok")
+    # The lips meet at the script's p/b/m and round for its oo/ow against its ee/ay.
+    assert r["mouth"]["closure_rate"] >= quality_mouth.MIN_CLOSURE_RATE
+    assert r["mouth"]["closures"] == len(r["mouth"]["closure_times_s"]) > 0
     assert abs(r["sync"]["lag_frames"]) <= quality.MAX_LAG_FRAMES
     assert r["sync"]["corr"] >= quality.MIN_SYNC_CORR
     # The matched voice is measurably nearer the reference than the stock voice it came from.
@@ -111,7 +125,10 @@ def test_each_broken_render_is_flagged_for_what_broke(
     r = report(case)
     assert any(words in flag for flag in r["flags"]), r["flags"]
     assert r["checks"][part] == "flagged"
-    others = {p: v for p, v in r["checks"].items() if p != part}
+    # Lips 5 frames off also miss their closures, and a blurred mouth hides its shapes from
+    # FaceMesh: the mouth check may see those too.
+    also = {"mouth"} if case in ("shifted", "blurry") else set()
+    others = {p: v for p, v in r["checks"].items() if p != part and p not in also}
     assert others == dict.fromkeys(others, "ok"), r["flags"]
     assert r["summary"].endswith(f"{len(r['flags'])} flagged")
 

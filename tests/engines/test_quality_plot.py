@@ -52,9 +52,10 @@ def test_a_render_gets_a_picture_with_every_panel(measured: tuple[dict[str, Any]
     text: dict[str, str] = image.text  # type: ignore[attr-defined]
     assert text["Panels"] == "curves,mouths,voice,checks"
     assert int(text["Mouths"]) == quality_plot.MOMENTS
-    # The speech has pauses between its phrases; the report has no closures (yet) to draw.
+    # The speech has pauses between its phrases, and its script has lip closures (p/b/m).
     assert int(text["Pauses"]) >= 1
-    assert text["Closures"] == str(len(quality_plot.closure_times(report)))
+    closures = quality_plot.closure_times(report)
+    assert closures and text["Closures"] == str(len(closures))
     # The picture is not blank: the mouth strip and the curves put real variety in it.
     pixels = np.asarray(image.convert("RGB"))
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500
@@ -73,7 +74,7 @@ def synthetic(closures: list[Any] | None, pauses: list[Any] | None) -> quality_p
         "summary": "made up",
     }
     if closures is not None:
-        report["closures"] = closures
+        report["mouth"] = {"closure_times_s": closures}
     if pauses is not None:
         report["pauses"] = pauses
     loudness = -20 - 35 * (np.sin(t * 3) < -0.6)
@@ -96,7 +97,6 @@ def synthetic(closures: list[Any] | None, pauses: list[Any] | None) -> quality_p
     [
         (None, 0),
         ([0.4, 1.2, 3.0], 3),
-        ([{"t": 0.4, "phoneme": "m"}, {"time": 2.0}, {"start": 3.1, "end": 3.2}], 3),
     ],
 )
 def test_closure_points_are_drawn_when_the_report_has_them(

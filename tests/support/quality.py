@@ -36,7 +36,7 @@ from jayavatar.settings import Settings
 clip, speech, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 engine = LandmarkEngine(Settings(_env_file=None))
 engine.prepare(clip, out / "avatar")
-engine.render(out / "avatar", speech, out / "good.mp4", lambda f, p: None, {})
+engine.render(out / "avatar", speech, out / "good.mp4", lambda f, p: None, {}, sys.argv[4], "en")
 shift_audio(out / "good.mp4", out / "shifted.mp4")
 """
 
@@ -67,7 +67,15 @@ def landmark_renders(out: Path) -> dict[str, Path]:
     """
     voice, speech = matched_speech()
     subprocess.run(
-        [str(env_python("lipsync")), "-c", _RENDER, str(face_clip()), str(speech), str(out)],
+        [
+            str(env_python("lipsync")),
+            "-c",
+            _RENDER,
+            str(face_clip()),
+            str(speech),
+            str(out),
+            TEXT,
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,
