@@ -49,8 +49,11 @@ def rules_for(kind: UploadKind, settings: Settings) -> Rules:
 
 
 def size_text(count: int) -> str:
-    """Return a byte count as MiB with one decimal, or exact bytes below one MiB."""
-    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"
+    """Return a byte count in whole MiB or KiB where it is one, else in bytes."""
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if count and count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count:,} bytes"
 
 
 def check_declared(
