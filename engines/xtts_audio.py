@@ -81,10 +81,12 @@ def decode_audio(path: Path, rate: int, max_s: float) -> np.ndarray:
     """Decode any audio (or video) file FFmpeg reads to mono float32 at `rate`."""
     import av  # only enrollment decodes files; synthesis-only hosts need not have PyAV
 
+    from engines.media_guard import open_input
+
     parts: list[np.ndarray] = []
     limit = int(max_s * rate) + rate
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             for frame in container.decode(stream):

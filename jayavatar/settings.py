@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_sample_s: float = 300.0
     max_avatar_s: float = 120.0
     max_avatar_pixels: int = 3840 * 2160
+    # Address-space cap of a CPU engine's child process (MiB; 0: none): a file that decodes
+    # to more ends that child, not the worker. GPU engines are not capped.
+    engine_memory_mb: int = Field(6144, ge=0)
     output_fps: int = 25
 
     # Discord

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import logging
 import multiprocessing as mp
+import resource
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -131,6 +132,7 @@ def _rebuild(kind: str, message: str) -> BaseException:
 def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
     """Child process: build the engine once, then answer calls until the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cap_memory(settings, kind)
     try:
         from engines import registry
 
@@ -156,6 +158,24 @@ def _serve(conn: Connection, settings: Settings, kind: EngineKind) -> None:
             conn.send(("err", _kind(exc), _message(exc)))
             continue
         conn.send(("ok", result))
+
+
+def cap_memory(settings: Settings, kind: EngineKind) -> int:
+    """Cap the child's address space, so a decoder bomb ends the child and not the worker.
+
+    Returns the cap in bytes (0: none). GPU engines are left uncapped: CUDA reserves address
+    space far beyond the memory it uses.
+    """
+    engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+    on_gpu = engine in ("xtts", "wav2lip") and settings.device != "cpu"
+    if settings.engine_memory_mb <= 0 or on_gpu:
+        return 0
+    cap = settings.engine_memory_mb * 2**20
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    return cap
 
 
 def _resolve(engine: Any, target: str) -> Callable[..., Any]:
