@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     max_concurrent: int = Field(3, ge=1)
 
     # HTTP API
+    # Largest request body other than an upload (JSON, forms), refused before it is read.
+    max_json_bytes: int = Field(64 * 1024, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 

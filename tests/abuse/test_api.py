@@ -65,7 +65,8 @@ CASES: list[tuple[str, Call, int, str]] = [
         "unknown or revoked",
     ),
     ("empty text", ("POST", "/v1/renders", {"json": {"text": ""}}), 422, "text"),
-    ("100k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 100_000}}), 422, "text"),
+    ("100k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 100_000}}), 413, "limit"),
+    ("20k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 20_000}}), 422, "text"),
     ("right-to-left override", ("POST", "/v1/renders", {"json": {"text": "\u202ex"}}), 422, "bidi"),
     (
         "lone surrogate",
@@ -89,7 +90,7 @@ CASES: list[tuple[str, Call, int, str]] = [
     (
         "someone else's voice",
         ("POST", "/v1/renders", {"json": {"text": "hi", "voice": "bob/mine"}}),
-        403,
+        404,
         "not shared",
     ),
     ("traversal request id", ("GET", "/v1/requests/..%2F..%2Fetc%2Fpasswd", {}), 404, "Not Found"),

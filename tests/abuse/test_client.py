@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jayavatar.errors import BadInput, Forbidden, NotFound, TransientError, UserError, one_line
+from jayavatar.errors import BadInput, NotFound, TransientError, UserError, one_line
 from jobs.client import JobClient
 from tests.abuse.conftest import ALICE, BOB, SAMPLE_CAP
 from tests.abuse.discord import wav_bytes
@@ -67,8 +67,8 @@ CASES: list[tuple[str, Call, type[UserError], str]] = [
     ("three-part ref", render(voice="a/b/c"), BadInput, "invalid name"),
     ("unknown voice", render(voice="nobody"), NotFound, "unknown voice"),
     ("unknown avatar owner", render(avatar="discord-9/mine"), NotFound, "unknown avatar"),
-    ("other user's voice", render(voice=f"{BOB}/mine"), Forbidden, "not shared"),
-    ("other user's avatar", render(avatar=f"{BOB}/mine"), Forbidden, "not shared"),
+    ("other user's voice", render(voice=f"{BOB}/mine"), NotFound, "not shared"),
+    ("other user's avatar", render(avatar=f"{BOB}/mine"), NotFound, "not shared"),
     ("traversal user id", render(user="../root"), BadInput, "invalid user id"),
     ("empty user id", render(user=""), BadInput, "invalid user id"),
     ("traversal asset name", enroll(name="../etc"), BadInput, "invalid name"),
