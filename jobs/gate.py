@@ -87,7 +87,7 @@ def admit(kind: UploadKind, settings: Settings, path: Path, label: str) -> Sniff
     """Check a received file's size and content; return its sniffed container or refuse it."""
     rules = rules_for(kind, settings)
     if not path.is_file():
-        raise BadInput(f"no such file: {label}")
+        raise BadInput(f"{label} was not found (no such file)")
     size = path.stat().st_size
     if size == 0:
         raise BadInput(f"{label} is empty (0 bytes)")
