@@ -141,6 +141,8 @@ def _check_writable(dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         probe.touch()
         probe.unlink()
+    except FileExistsError:
+        raise BadInput(f"{dest}: cannot write there (part of the path is a file)") from None
     except OSError as exc:
         raise BadInput(f"{dest}: cannot write there ({exc.strerror or exc})") from None
 

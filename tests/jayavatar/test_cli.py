@@ -237,7 +237,7 @@ def test_an_unwritable_output_is_refused_before_submitting(enrolled: Stack, tmp_
     queued = redis.Redis.from_url(enrolled.redis.url).keys(f"{enrolled.prefix}:req:*")
     done = jayavatar(enrolled, "render", "--text", "Hi.", "-o", str(out))
     assert done.returncode == 3
-    assert done.stderr.strip() == f"error: {out}: cannot write there (Not a directory)"
+    assert done.stderr.strip() == f"error: {out}: cannot write there (part of the path is a file)"
     assert redis.Redis.from_url(enrolled.redis.url).keys(f"{enrolled.prefix}:req:*") == queued
     assert stored_files(enrolled) == before
 
