@@ -38,6 +38,11 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if scope["path"].startswith("/v1/"):
+            key = await self._key(scope, headers)
+            if key is None:
+                return await _unauthorized(send, headers)
+            scope.setdefault("state", {})["api_key"] = key
         # Uploads pass the upload gate, which caps them (per kind) while they stream.
         upload = scope["method"] == "PUT" and _UPLOAD.fullmatch(scope["path"]) is not None
         cap = self.settings.max_json_bytes
@@ -47,11 +52,6 @@ class BodyGuard:
                 send, 413, f"the body is {int(declared):,} bytes; the limit is {size_text(cap)}"
             )
             return
-        if scope["path"].startswith("/v1/"):
-            key = await self._key(scope, headers)
-            if key is None:
-                return await _unauthorized(send, headers)
-            scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive if upload else _counting(receive, cap), send)
 
     async def _key(self, scope: Scope, headers: Headers) -> ApiKey | None:
