@@ -98,3 +98,19 @@ async def test_receive_stops_at_the_cap(tmp_path: Path) -> None:
     with pytest.raises(TooLarge, match="larger than 399 bytes"):
         await receive(_chunks(4, 100), tmp_path / "b", 399, "b")
     assert (tmp_path / "b").stat().st_size == 300
+
+
+def test_jpeg_and_webp_sizes_come_from_headers(tmp_path: Path) -> None:
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    exif = b"\xff\xe1\x00\x08Exif\x00\x00"
+    sof = b"\xff\xc2\x00\x11\x08" + struct.pack(">HH", 4000, 6000) + b"\x03" + b"\x00" * 9
+    jpeg = tmp_path / "p.jpg"
+    jpeg.write_bytes(b"\xff\xd8" + app0 + exif + sof + b"\xff\xd9")
+    webp = tmp_path / "p.webp"
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4
+    webp.write_bytes(b"RIFF\x00\x00\x00\x00WEBP" + vp8x + (639).to_bytes(3, "little") * 2)
+    for path, size in ((jpeg, (6000, 4000)), (webp, (640, 640))):
+        found = sniff_bytes(path.read_bytes()[:64])
+        assert found is not None and image_size(path, found) == size
+    with pytest.raises(BadInput, match="6000x4000; at most 8,294,400 pixels"):
+        admit("avatar", Settings(), jpeg, "p.jpg")
