@@ -61,14 +61,16 @@ def peaks(stack: Any) -> list[tuple[str, int]]:
             if entry.name.isdigit():
                 try:
                     stat = (entry / "stat").read_text()
+                    cmdline = (entry / "cmdline").read_bytes()
                 except OSError:
                     continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == worker.proc.pid:
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                if parent == worker.proc.pid and b"spawn_main" in cmdline:
                     pids.append(int(entry.name))
         for pid in pids:
             status = Path(f"/proc/{pid}/status").read_text().splitlines()
             hwm = next(int(x.split()[1]) for x in status if x.startswith("VmHWM"))
-            out.append((f"{kind} {'worker' if pid == worker.proc.pid else 'child'} {pid}", hwm))
+            out.append((f"{kind} {'worker' if pid == worker.proc.pid else 'engine'} {pid}", hwm))
     return [(name, kb // 1024) for name, kb in out]
 
 

@@ -79,6 +79,12 @@ class EngineHost:
             self._conn.send(("call", target, args))
             try:
                 return await self._receive(progress, check)
+            except errors.UserError as exc:
+                # A refusal the child answered is no fault of the child: keep it, so refused
+                # uploads cannot make the worker rebuild its engine again and again.
+                if not getattr(exc, "answered", False):
+                    self.kill()
+                raise
             except BaseException:
                 self.kill()
                 raise
@@ -99,7 +105,9 @@ class EngineHost:
                 if tag == "progress" and progress is not None:
                     await progress(message[1], message[2])
                 elif tag == "err":
-                    raise _rebuild(message[1], message[2])
+                    error = _rebuild(message[1], message[2])
+                    error.answered = True  # type: ignore[attr-defined]
+                    raise error
             elif not self._proc.is_alive():
                 raise self._died()
             if check is not None and time.monotonic() - last_check >= 1.0:
