@@ -98,7 +98,8 @@ def _prepare(
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
-        frames = _capped(iter_frames(media, size=(width, height), fps=fps), limit, media, settings)
+        decoded = iter_frames(media, size=(width, height), fps=fps)
+        frames = _capped(decoded, limit, media, settings, info.width * info.height)
     tmp = out_dir / "clip.tmp.mp4"
     poster: list[Frame] = []
     with VideoWriter(
@@ -135,17 +136,20 @@ def _prepare(
 
 
 def _capped(
-    frames: Iterator[Frame], limit: int, media: Path, settings: Settings
+    frames: Iterator[Frame], limit: int, media: Path, settings: Settings, source_px: int
 ) -> Iterator[Frame]:
     """Stop a clip whose header understates its length once it passes the duration limit,
-    or whose frames cost more work (pixels, wall time) than its file size allows."""
+    or whose frames cost more work (pixels, wall time) than its file size allows.
+
+    Each frame counts at the source's size (decoded before it is scaled down), or its own.
+    """
     budget = Budget(media)
     for i, frame in enumerate(frames):
         if i >= limit:
             raise BadInput(
                 f"{media.name} is longer than {settings.max_avatar_s:.0f} s, the avatar limit"
             )
-        budget.spend(frame.shape[0] * frame.shape[1])
+        budget.spend(max(source_px, frame.shape[0] * frame.shape[1]))
         yield frame
 
 

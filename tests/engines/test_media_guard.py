@@ -17,7 +17,7 @@ import av
 import pytest
 
 from engines import media
-from engines.media_guard import Limits, open_input
+from engines.media_guard import FREE_PX, PX_PER_BYTE, Budget, Limits, open_input
 from engines.probe import probe
 from jayavatar.errors import BadInput
 from tests.abuse.canary import Canaries
@@ -115,3 +115,13 @@ def test_tiny_video_promising_minutes_of_4k_is_refused_before_decoding() -> None
     assert black.stat().st_size < 100_000
     with pytest.raises(BadInput, match="too much decoding for so small a file"):
         probe(black, LIMITS)
+
+
+def test_the_decode_budget_grows_with_the_file(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.write_bytes(b"\0" * 1000)
+    budget = Budget(small)
+    budget.spend(FREE_PX)
+    budget.spend(PX_PER_BYTE * 1000)
+    with pytest.raises(BadInput, match="decodes to far more video than its size allows"):
+        budget.spend(1)
