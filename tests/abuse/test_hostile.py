@@ -205,10 +205,14 @@ def store_of(w: dict[str, Any]) -> Snapshot:
     """Redis and storage, once the bot's own bookkeeping has settled.
 
     Left out: what running workers change by the clock (ARQ's job, cron and health-check keys,
-    and the queues, which `_drained` checks on their own).
+    and the queues, which `_drained` checks on their own), and when readers last polled the
+    completion stream (its entries are compared).
     """
     stack: Stack = w["stack"]
     queues = (f"{stack.prefix}:voice", f"{stack.prefix}:lipsync")
+
+    stream = f"{stack.prefix}:completions"
+    r = redis.Redis.from_url(stack.redis.url)
 
     def take() -> Snapshot:
         values, stored = run_async(stack, lambda c: snapshot(c, KEYS))
@@ -217,6 +221,8 @@ def store_of(w: dict[str, Any]) -> Snapshot:
             for k, v in values.items()
             if not k.startswith("arq:") and not k.endswith(":health-check") and k not in queues
         }
+        # A stream's dump holds when each reader last polled: compare its entries instead.
+        kept[stream] = repr(r.xrange(stream)).encode()
         return kept, stored
 
     return settled(take)
@@ -265,6 +271,7 @@ def test_hostile_upload_is_refused_and_reads_nothing_else(
             assert asset is None
             _gone(store, rid)
             assert files(store) == before[1]
+            _caught_up(stack)  # the bot has read the announcement (the next case compares)
         else:
             assert refusal is not None and one_line(refusal), refusal
             assert case.words in refusal, refusal
@@ -272,6 +279,19 @@ def test_hostile_upload_is_refused_and_reads_nothing_else(
             assert after == before
         assert _drained(stack)
         assert canaries.opened() == set(), case.name
+
+
+def _caught_up(stack: Stack) -> None:
+    """Wait until every reader of the completion stream has read and acknowledged all of it."""
+    r = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    key = f"{stack.prefix}:completions"
+    for _ in range(300):
+        last = r.xinfo_stream(key)["last-generated-id"]
+        groups = r.xinfo_groups(key)
+        if all(g["last-delivered-id"] == last and g["pending"] == 0 for g in groups):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the completion stream was never read to its end: {groups}")
 
 
 def _gone(store: Path, rid: str) -> None:
