@@ -86,7 +86,11 @@ def decode_audio(path: Path, rate: int, max_s: float) -> np.ndarray:
     parts: list[np.ndarray] = []
     limit = int(max_s * rate) + rate
     try:
-        with open_input(path) as container:
+        container = open_input(path)  # the demuxer its bytes announce, local files only
+    except BadInput as exc:
+        raise BadInput(f"{path.name} is not a readable audio file") from exc
+    try:
+        with container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             for frame in container.decode(stream):
