@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 import click
 
 from jayavatar import redis_server
-from jayavatar.errors import BadInput, JayAvatarError, TransientError, UserError, one_line
+from jayavatar.errors import (
+    BadInput,
+    JayAvatarError,
+    Misconfigured,
+    TransientError,
+    UserError,
+    one_line,
+)
 from jayavatar.settings import Settings
 
 T = TypeVar("T")
@@ -46,6 +53,9 @@ class Cli(click.Group):
         except Cancelled:
             click.echo("cancelled", err=True)
             sys.exit(EXIT_CANCELLED)
+        except Misconfigured as exc:
+            click.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(EXIT_CONFIG)
         except Failed as exc:
             click.echo(f"error: {' '.join(str(exc).split())}", err=True)
             sys.exit(EXIT_FAILED)
