@@ -2,9 +2,9 @@
 
 FastAPI reads a JSON body before it runs the route's dependencies, the API-key check among
 them, so without this a client with no key could make the server hold any body it sends. This
-ASGI middleware runs first: it answers 413 to a declared length over the route's cap and 401 to
-an API write without a valid key, then counts the bytes as the app reads them and stops at the
-cap (chunked bodies declare no length). Uploads are capped per kind by the upload gate.
+ASGI middleware runs first: it answers 401 to an API write without a valid key and 413 to a
+declared length over the cap, then counts the bytes as the app reads them and stops at the cap
+(chunked bodies declare no length). Uploads are capped per kind by the upload gate instead.
 """
 
 from __future__ import annotations
