@@ -16,7 +16,8 @@ LIPSYNC_PY := engines/media.py engines/facetrack.py engines/compositing.py engin
 	engines/wav2lip_procs.py engines/frame_ring.py engines/media_children.py \
 	engines/mouth_warp.py engines/quality.py engines/quality_video.py engines/quality_audio.py \
 	engines/quality_voice.py engines/quality_cases.py engines/quality_plot.py engines/probe.py \
-	engines/alignment.py engines/visemes.py engines/quality_mouth.py engines/inner_mouth.py
+	engines/alignment.py engines/visemes.py engines/quality_mouth.py engines/inner_mouth.py \
+	engines/media_guard.py engines/sniff.py
 VOICE_PY := engines/piper.py engines/audio.py engines/voice_match.py engines/demo_voice.py
 
 .PHONY: demo test test-all check envs chaos bench clean-envs browser

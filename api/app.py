@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import admin, assets, dashboard, health, problems, renders
 from api.auth import Caller
+from api.guard import BodyGuard
 from api.keys import ApiKeys
 from api.metrics import Metrics
 from api.schemas import ERRORS, KeyInfo
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics(settings)
+    app.add_middleware(BodyGuard, settings=settings)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(renders.router)

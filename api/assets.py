@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from api.auth import Caller
-from api.deps import Client, Config
+from api.deps import Client
 from api.renders import API_ORIGIN, view
 from api.schemas import ERRORS, AssetName, AssetOut, Problem, RequestOut, UserId
-from api.uploads import receive_upload, upload_dir, upload_name
+from api.uploads import receive_upload, upload_dir
 from jayavatar.errors import Forbidden, NotFound
 from jobs.accounts import Asset, AssetKind
 from storage.keys import validate_name, validate_user
@@ -38,7 +38,8 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, object]] = {
 
 Replace = Annotated[bool, Query(description="Overwrite an existing asset of that name.")]
 FileName = Annotated[
-    str | None, Query(max_length=200, description="Original file name (for its extension).")
+    str | None,
+    Query(max_length=200, description="Original file name, to name it in messages (only)."),
 ]
 
 
@@ -55,16 +56,20 @@ async def _enroll(
     request: Request,
     key_user: str,
     client: Client,
-    cap: int,
 ) -> RequestOut:
     name = validate_name(name)  # before reading a byte of the body
+    label = _label(filename, kind)
     with upload_dir() as tmp:
-        stem = "sample" if kind == "voice" else "avatar"
-        fname = upload_name(filename, request.headers.get("content-type"), stem)
-        path = await receive_upload(request, cap, Path(tmp), fname)
+        path = await receive_upload(request, kind, client.settings, Path(tmp), label)
         submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
-        req = await submit(key_user, name, path, replace=replace, origin=API_ORIGIN)
+        req = await submit(key_user, name, path, replace=replace, origin=API_ORIGIN, label=label)
     return await view(client, req)
+
+
+def _label(filename: str | None, kind: AssetKind) -> str:
+    """Name the upload in messages: the client's file name (quoted, never used as a path)."""
+    shown = Path(filename).name if filename else ""
+    return repr(shown[-100:]) if shown else f"the {kind} upload"
 
 
 @router.put(
@@ -79,14 +84,11 @@ async def enroll_voice(
     request: Request,
     key: Caller,
     client: Client,
-    settings: Config,
     replace: Replace = False,
     filename: FileName = None,
 ) -> RequestOut:
     """Enroll a voice from a speech sample sent as the body; returns the enrolment request."""
-    return await _enroll(
-        "voice", name, replace, filename, request, key.user, client, settings.max_sample_bytes
-    )
+    return await _enroll("voice", name, replace, filename, request, key.user, client)
 
 
 @router.put(
@@ -101,14 +103,11 @@ async def enroll_avatar(
     request: Request,
     key: Caller,
     client: Client,
-    settings: Config,
     replace: Replace = False,
     filename: FileName = None,
 ) -> RequestOut:
     """Enroll an avatar from a video or photo sent as the body; returns the enrolment request."""
-    return await _enroll(
-        "avatar", name, replace, filename, request, key.user, client, settings.max_avatar_bytes
-    )
+    return await _enroll("avatar", name, replace, filename, request, key.user, client)
 
 
 @router.get("/voices", response_model=list[AssetOut])

@@ -32,6 +32,9 @@ async def caller(
     cookie: Annotated[str | None, Depends(_cookie)],
 ) -> ApiKey:
     """Return the caller's key; 401 if none was presented or it is unknown or revoked."""
+    checked: ApiKey | None = getattr(request.state, "api_key", None)
+    if checked is not None:
+        return checked  # API writes are checked by `api.guard` before their body is read
     token = header or (bearer.credentials if bearer else None)
     if token is None and request.method in _SAFE:
         token = cookie

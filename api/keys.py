@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 # A token is "jya_<key id>_<secret>": the id finds the record, the secret is only ever hashed.
-TOKEN = re.compile(r"^jya_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+TOKEN = re.compile(r"jya_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class ApiKeys:
 
     async def check(self, token: str) -> ApiKey | None:
         """Return the key a token belongs to, or None for unknown, revoked or malformed tokens."""
-        match = TOKEN.match(token.strip())
+        match = TOKEN.fullmatch(token.strip())
         if match is None:
             return None
         key_id = match.group(1)

@@ -67,6 +67,9 @@ class RequestOut(BaseModel):
     progress: float
     phase: str
     error: str
+    refused: bool = Field(
+        False, description="The failure was a refusal of the input (a bad file, text or name)."
+    )
     retry_of: str
     timings: dict[str, float]
     quality: dict[str, Any]

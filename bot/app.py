@@ -34,7 +34,7 @@ from bot.replies import REPLY_ID
 from bot.text import progress_message
 from bot.views import CancelButton, RetryButton, cancel_view
 from jayavatar import ids
-from jayavatar.errors import BadInput, TransientError
+from jayavatar.errors import Misconfigured, TransientError
 from jayavatar.settings import Settings
 from jobs.client import JobClient
 from jobs.records import Request
@@ -203,7 +203,7 @@ async def run(settings: Settings) -> None:
     """Connect to Redis and Discord and serve until stopped."""
     token = settings.discord_token.get_secret_value()
     if not token:
-        raise BadInput("JAYAVATAR_DISCORD_TOKEN is not set; create a bot token first (README)")
+        raise Misconfigured("JAYAVATAR_DISCORD_TOKEN is not set; create a bot token first (README)")
     point_at(settings)
     jobs = await JobClient.connect(settings)
     bot = JayBot(settings, jobs)

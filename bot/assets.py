@@ -9,7 +9,7 @@ import discord
 
 from bot.origin import origin_of, user_id
 from bot.replies import defer_reply
-from bot.uploads import avatar_rules, fetch_upload, voice_rules
+from bot.uploads import fetch_upload
 from jayavatar import ids
 from jobs.accounts import AssetKind
 
@@ -27,14 +27,18 @@ async def enroll(
 ) -> None:
     """Download and check the attachment now (its URL expires), then queue the enrollment."""
     await defer_reply(interaction, ephemeral=True)
-    rules = voice_rules(bot.settings) if kind == "voice" else avatar_rules(bot.settings)
     assert bot.downloads is not None, "setup_hook opens the download session"
     folder = bot.jobs.storage.scratch_dir()
     try:
-        path = await fetch_upload(bot.downloads, media, rules, bot.settings, folder)
+        path = await fetch_upload(bot.downloads, media, kind, bot.settings, folder)
         submit = bot.jobs.submit_voice_enroll if kind == "voice" else bot.jobs.submit_avatar_enroll
         req = await submit(
-            user_id(interaction.user), name, path, replace=replace, origin=origin_of(interaction)
+            user_id(interaction.user),
+            name,
+            path,
+            replace=replace,
+            origin=origin_of(interaction),
+            label=repr(media.filename),
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from engines.media_guard import open_input
 from jayavatar.errors import BadInput
 
 if TYPE_CHECKING:
@@ -63,13 +64,16 @@ def decode(path: Path, rate: int, max_s: float) -> Audio:
         raise BadInput("the file is empty (0 bytes)")
     _check_riff_size(path)
     try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        container = open_input(path)
+    except BadInput as exc:
         raise BadInput("the file is not audio or video that can be read") from exc
     with container:
         if not container.streams.audio:
             raise BadInput("the file has no sound track")
         declared = _declared_s(container)
+        if declared is not None and declared > max_s + 1:
+            # From the header, before decoding: a long file is refused without the work.
+            raise BadInput(f"the sample is too long: {declared:.0f} s; at most {max_s:.0f} s")
         audio = _decode_stream(container, rate, max_s)
     got = len(audio) / rate
     # FFmpeg ends quietly at a cut; a header that promised much more means a truncated file.

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from engines.base import ProgressFn, no_progress
 from engines.facetrack import FaceMesh, FaceTrack, track_frames
 from engines.media import VideoWriter, even_size, iter_frames
+from engines.media_guard import Budget, Limits
 from engines.probe import MediaInfo, probe
 from jayavatar.errors import BadInput
 
@@ -68,20 +69,13 @@ def prepare_avatar(
 
 
 def _validate(media: Path, settings: Settings) -> MediaInfo:
-    """Probe and check the limits before any heavy work."""
-    info = probe(media)
+    """Probe and check the limits (from the headers, before any decode) before heavy work."""
+    limits = Limits(settings.max_avatar_pixels, settings.max_avatar_s, settings.output_fps)
+    info = probe(media, limits)
     if info.kind == "audio":
         raise BadInput(f"{media.name} is audio only; an avatar needs a video or a photo")
-    if info.width * info.height > settings.max_avatar_pixels:
-        raise BadInput(
-            f"{media.name} is {info.width}x{info.height}; at most "
-            f"{settings.max_avatar_pixels:,} pixels per frame are allowed"
-        )
-    if info.kind == "video" and info.duration_s > settings.max_avatar_s:
-        raise BadInput(
-            f"{media.name} lasts {info.duration_s:.1f} s; avatars may last at most "
-            f"{settings.max_avatar_s:.0f} s"
-        )
+    # The first decoded frame must agree with the header the limits were checked on.
+    limits.check_size(media, info.width, info.height)
     return info
 
 
@@ -104,7 +98,8 @@ def _prepare(
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
-        frames = _capped(iter_frames(media, size=(width, height), fps=fps), limit, media, settings)
+        decoded = iter_frames(media, size=(width, height), fps=fps)
+        frames = _capped(decoded, limit, media, settings, info.width * info.height)
     tmp = out_dir / "clip.tmp.mp4"
     poster: list[Frame] = []
     with VideoWriter(
@@ -141,14 +136,20 @@ def _prepare(
 
 
 def _capped(
-    frames: Iterator[Frame], limit: int, media: Path, settings: Settings
+    frames: Iterator[Frame], limit: int, media: Path, settings: Settings, source_px: int
 ) -> Iterator[Frame]:
-    """Stop a clip whose header understates its length once it passes the duration limit."""
+    """Stop a clip whose header understates its length once it passes the duration limit,
+    or whose frames cost more work (pixels, wall time) than its file size allows.
+
+    Each frame counts at the source's size (decoded before it is scaled down), or its own.
+    """
+    budget = Budget(media)
     for i, frame in enumerate(frames):
         if i >= limit:
             raise BadInput(
                 f"{media.name} is longer than {settings.max_avatar_s:.0f} s, the avatar limit"
             )
+        budget.spend(max(source_px, frame.shape[0] * frame.shape[1]))
         yield frame
 
 

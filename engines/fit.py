@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import av
-
 from engines.media import VideoWriter, iter_frames, load_audio, video_bitrate_for
+from engines.media_guard import open_input
 from engines.probe import probe
 from jayavatar.errors import BadInput
 
@@ -20,7 +19,7 @@ def fit_to_size(src: Path, dst: Path, max_bytes: int) -> dict[str, Any]:
     """Write `src` re-encoded under `max_bytes` to `dst`; raise `BadInput` if it cannot fit well."""
     info = probe(src)
     audio = load_audio(src, AUDIO_RATE)
-    with av.open(str(src)) as container:
+    with open_input(src) as container:
         tags = dict(container.metadata)
     for attempt, audio_bitrate in enumerate(AUDIO_BITRATES):
         # Each attempt aims lower: x264's rate control can overshoot a little on short clips.

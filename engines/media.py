@@ -18,6 +18,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from engines.media_guard import open_input
 from engines.probe import check_file, quarter_turns
 from engines.probe import probe as probe  # re-exported: callers holding only `media` use it
 from jayavatar.errors import BadInput, EngineError
@@ -67,7 +68,7 @@ def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[fl
         kwargs.update(width=size[0], height=size[1], interpolation="AREA")
     count = 0
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             start: float | None = None
@@ -133,7 +134,7 @@ def iter_pingpong(
     """
     if n_clip <= 0 or n_out <= 0:
         return
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         reader = _SeekReader(container, fps)
         if n_clip == 1:
             frame = next(reader.read(range(0, 1), chunk))
@@ -201,7 +202,7 @@ def load_audio(path: Path, rate: int) -> Audio:
     check_file(path)
     chunks: list[npt.NDArray[np.generic]] = []
     try:
-        with av.open(str(path)) as container:
+        with open_input(path) as container:
             if not container.streams.audio:
                 raise BadInput(f"{path.name} has no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)

@@ -1,6 +1,8 @@
 """Probing media files on PyAV: what a file holds, proven by decoding its first frame.
 
 Rejects what is not real media (missing, empty, text, junk data) with a `BadInput` that says why.
+Files are opened through `engines.media_guard`; with `limits`, sizes, duration and the work a
+file promises are checked from its headers before the first frame is decoded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Literal
 
 import av
 
+from engines.media_guard import Limits, open_input, sniffed
 from jayavatar.errors import BadInput
 
 #: Still-image codecs; a single-frame stream in one of these is a photo, not a video.
@@ -38,14 +41,23 @@ class MediaInfo:
     format_name: str
 
 
-def probe(path: Path) -> MediaInfo:
-    """Inspect `path` and decode its first frame; raise `BadInput` unless it is real media."""
+def probe(path: Path, limits: Limits | None = None) -> MediaInfo:
+    """Inspect `path` and decode its first frame; raise `BadInput` unless it is real media.
+
+    With `limits`, a photo's size is read from its header before FFmpeg sees it, and a video's
+    size, duration and frame count before its first frame is decoded.
+    """
     check_file(path)
+    found = sniffed(path)
+    if found.still and limits is not None:
+        limits.check_still(path, found)
     try:
-        with av.open(str(path)) as container:
-            return _probe_open(path, container)
+        with open_input(path, found) as container:
+            return _probe_open(path, container, limits)
     except av.FFmpegError as exc:
         raise BadInput(f"{path.name} is not a readable video, image or audio file") from exc
+    except MemoryError:
+        raise BadInput(f"{path.name} needs more memory to decode than is allowed") from None
 
 
 def check_file(path: Path) -> None:
@@ -61,7 +73,7 @@ def quarter_turns(frame: Any) -> int:
     return round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
-def _probe_open(path: Path, container: Any) -> MediaInfo:
+def _probe_open(path: Path, container: Any, limits: Limits | None) -> MediaInfo:
     """Build a MediaInfo from an open input container."""
     fmt = container.format.name
     if fmt in REJECTED_FORMATS:
@@ -74,6 +86,8 @@ def _probe_open(path: Path, container: Any) -> MediaInfo:
     if not videos:
         return _audio_info(path, container, audio)
     stream = videos[0]
+    if limits is not None:
+        _check_header(path, container, stream, limits)
     first = _first_frame(path, container, stream)
     width, height = first.width, first.height
     if quarter_turns(first) % 2:
@@ -97,6 +111,17 @@ def _probe_open(path: Path, container: Any) -> MediaInfo:
         video_codec=codec,
         audio_codec=audio.codec_context.name if audio is not None else "",
         format_name=fmt,
+    )
+
+
+def _check_header(path: Path, container: Any, stream: Any, limits: Limits) -> None:
+    """Check what the headers promise before a frame is decoded."""
+    ctx = stream.codec_context
+    if stream.codec_context.name in STILL_CODECS and (stream.frames or 1) <= 1:
+        limits.check_size(path, ctx.width, ctx.height)
+        return
+    limits.check_video(
+        path, ctx.width, ctx.height, _duration_s(container, stream), int(stream.frames or 0)
     )
 
 

@@ -29,6 +29,7 @@ from engines.compositing import blend
 from engines.facetrack import FaceTrack
 from engines.landmark import AUDIO_RATE, mouth_poses
 from engines.media import VideoWriter, frames_for_audio, iter_pingpong, load_audio
+from engines.media_guard import open_input
 from engines.mouth_warp import MouthPose, speak, warp_mask
 
 #: Changes one finished frame: (frame, its clip landmarks, output index) -> frame.
@@ -70,7 +71,7 @@ def render_with(
 def shift_audio(src_mp4: Path, out_mp4: Path, frames: int = SHIFT_FRAMES) -> Path:
     """Copy `src_mp4`'s video packets as they are and re-encode its audio `frames` frames late."""
     audio = load_audio(src_mp4, AUDIO_RATE)
-    with av.open(str(src_mp4)) as src, av.open(str(out_mp4), "w", format="mp4") as dst:
+    with open_input(src_mp4) as src, av.open(str(out_mp4), "w", format="mp4") as dst:
         vin = src.streams.video[0]
         fps = float(vin.average_rate or 25)
         delay = round(frames * AUDIO_RATE / fps)

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engines import media
+from engines.media_guard import open_input
 
 U8: TypeAlias = NDArray[np.uint8]
 
@@ -99,7 +100,7 @@ def iter_pingpong_frames(
     if n_clip <= 0 or n_out <= 0:
         return
     gop = gop or max(1, round(fps))
-    with av.open(str(path)) as container:
+    with open_input(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads

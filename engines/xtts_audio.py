@@ -81,10 +81,16 @@ def decode_audio(path: Path, rate: int, max_s: float) -> np.ndarray:
     """Decode any audio (or video) file FFmpeg reads to mono float32 at `rate`."""
     import av  # only enrollment decodes files; synthesis-only hosts need not have PyAV
 
+    from engines.media_guard import open_input
+
     parts: list[np.ndarray] = []
     limit = int(max_s * rate) + rate
     try:
-        with av.open(str(path)) as container:
+        container = open_input(path)  # the demuxer its bytes announce, local files only
+    except BadInput as exc:
+        raise BadInput(f"{path.name} is not a readable audio file") from exc
+    try:
+        with container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             for frame in container.decode(stream):

@@ -10,7 +10,6 @@ from typing import TypeVar
 import click
 
 from api.keys import ApiKeys
-from jayavatar.errors import JayAvatarError, one_line
 from jayavatar.settings import Settings
 
 T = TypeVar("T")
@@ -46,7 +45,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 def _with_keys(settings: Settings, work: Callable[[ApiKeys], Awaitable[T]]) -> T:
-    """Run `work(ApiKeys)` against Redis and turn errors into one-line CLI failures."""
+    """Run `work(ApiKeys)` against Redis; errors reach the CLI's one-line `error:` handler."""
     from jobs.client import JobClient
 
     async def main() -> T:
@@ -56,10 +55,7 @@ def _with_keys(settings: Settings, work: Callable[[ApiKeys], Awaitable[T]]) -> T
         finally:
             await client.close()
 
-    try:
-        return asyncio.run(main())
-    except JayAvatarError as exc:
-        raise click.ClickException(one_line(exc)) from exc
+    return asyncio.run(main())
 
 
 @click.group("apikey")

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from jayavatar.errors import UserError
+from jayavatar.errors import Misconfigured
 from jayavatar.settings import Settings
 
 
@@ -37,7 +37,7 @@ def bot(settings: Settings, check: bool) -> None:
     try:
         asyncio.run(run(settings))
     except discord.LoginFailure:
-        raise UserError(
+        raise Misconfigured(
             "Discord refused the bot token; set a valid JAYAVATAR_DISCORD_TOKEN"
         ) from None
 

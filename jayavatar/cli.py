@@ -14,34 +14,74 @@ from typing import Any, TypeVar
 import click
 
 from jayavatar import ids, progress, redis_server
-from jayavatar.errors import JayAvatarError, TransientError, one_line
+from jayavatar.errors import (
+    BadInput,
+    JayAvatarError,
+    Misconfigured,
+    TransientError,
+    UserError,
+    one_line,
+)
 from jayavatar.settings import Settings
 
 T = TypeVar("T")
 CLI_USER = ids.LOCAL
 
 
+#: Exit codes, also listed in `jayavatar --help`.
+EXIT_FAILED = 1  # a fault on our side: engine, worker, Redis, disk
+EXIT_CONFIG = 2  # bad command line or configuration
+EXIT_REFUSED = 3  # the input was refused: file, text, name, permissions, quota
+EXIT_CANCELLED = 4
+
+
+class Failed(JayAvatarError):
+    """A request that failed on our side; its recorded reason is shown as it is."""
+
+
+class Cancelled(JayAvatarError):
+    """A request that was cancelled while the command waited for it."""
+
+
 class Cli(click.Group):
-    """A click group that turns every JayAvatar error into one line on stderr and exit code 1."""
+    """A click group that turns every JayAvatar error into one line on stderr and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command, mapping the error tree to a one-line message."""
+        """Run the command, mapping the error tree to a one-line message and an exit code."""
         try:
             return super().invoke(ctx)
+        except Cancelled:
+            click.echo("cancelled", err=True)
+            sys.exit(EXIT_CANCELLED)
+        except Misconfigured as exc:
+            click.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except Failed as exc:
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            sys.exit(EXIT_FAILED)
         except JayAvatarError as exc:
             click.echo(f"error: {one_line(exc)}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_REFUSED if isinstance(exc, UserError) else EXIT_FAILED)
         except ValueError as exc:  # pydantic settings errors: a bad JAYAVATAR_* variable
             click.echo(
                 f"error: invalid configuration: {' '.join(str(exc).split())[:300]}", err=True
             )
-            sys.exit(2)
+            sys.exit(EXIT_CONFIG)
 
 
 @click.group(cls=Cli)
 @click.pass_context
 def main(ctx: click.Context) -> None:
-    """JayAvatar: type a line, get a video of you saying it."""
+    """JayAvatar: type a line, get a video of you saying it.
+
+    \b
+    Exit codes:
+      0  done
+      1  failed on our side (engine, worker, Redis, disk); trying again may work
+      2  bad command line or configuration
+      3  refused: the file, text, name, permission or quota was not accepted
+      4  cancelled
+    """
     ctx.obj = Settings()
 
 
@@ -80,16 +120,15 @@ def render(
 ) -> None:
     """Render TEXT with an enrolled voice and avatar into an MP4."""
 
+    _check_writable(output)  # before submitting: a render that cannot be saved wastes quota
+
     async def work(client: Any) -> None:
         req = await client.submit_render(CLI_USER, text, voice, avatar, language)
         with progress.Board(progress.choose_mode(quiet)) as board:
             board.note(f"request {req.id} queued")
             line = board.line(f"render {req.id[:8]}")
             done = await progress.follow(client, req.id, line, timeout, CLI_USER)
-        if done.state != "done":
-            raise TransientError(
-                f"request {done.id} {done.state}: {done.error or 'no reason given'}"
-            )
+        outcome(done, f"request {done.id}")
         _copy_out(client.output_path(done), output)
         if not quiet:
             click.echo(_timings(done.timings), err=True)
@@ -98,15 +137,54 @@ def render(
     click.echo(str(output))
 
 
+def outcome(done: Any, subject: str) -> None:
+    """Raise what a final request that is not done means: refused, cancelled or failed."""
+    if done.state == "done":
+        return
+    if done.state == "cancelled":
+        raise Cancelled(done.error)
+    reason = done.error or "no reason given"
+    raise BadInput(f"{subject}: {reason}") if done.refused else Failed(f"{subject}: {reason}")
+
+
+def _check_writable(dest: Path) -> None:
+    """Refuse an output path that cannot be written, before any work is queued."""
+    if dest.is_dir():
+        raise BadInput(f"{dest}: is a folder; give a file name for the video")
+    probe = dest.with_name(f".{dest.name}.part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except FileExistsError:
+        raise BadInput(f"{dest}: cannot write there (part of the path is a file)") from None
+    except OSError as exc:
+        raise BadInput(f"{dest}: cannot write there ({exc.strerror or exc})") from None
+
+
 def _copy_out(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise Failed(f"{dest}: the video could not be saved ({exc.strerror or exc})") from None
 
 
 def _timings(timings: dict[str, float]) -> str:
     return "  ".join(f"{k}={v:.2f}s" for k, v in sorted(timings.items()))
+
+
+#: How the job client names the file in its refusals; the CLI puts the user's path in front.
+THE_FILE = "the file"
+
+
+def _about(exc: UserError, path: Path) -> UserError:
+    """Name the user's file in a refusal that is about it."""
+    message = str(exc)
+    return type(exc)(f"{path}: {message}") if THE_FILE in message else exc
 
 
 def _asset_group(kind: str) -> click.Group:
@@ -124,14 +202,14 @@ def _asset_group(kind: str) -> click.Group:
     ) -> None:
         async def work(client: Any) -> Any:
             submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
-            req = await submit(CLI_USER, name, path, replace=replace)
+            try:
+                req = await submit(CLI_USER, name, path, replace=replace, label=THE_FILE)
+            except UserError as exc:
+                raise _about(exc, path) from None
             with progress.Board(progress.choose_mode(quiet)) as board:
                 line = board.line(f"{kind} {req.name}")
                 done = await progress.follow(client, req.id, line, timeout, CLI_USER)
-            if done.state != "done":
-                raise TransientError(
-                    f"{kind} {name!r} was not enrolled: {done.error or done.state}"
-                )
+            outcome(done, str(path))
             return done
 
         done = run_client(settings, work)

@@ -7,6 +7,7 @@
     │   ├── NotFound         unknown voice, avatar or request
     │   ├── Forbidden        not allowed (consent, admin, quota, deny list)
     │   └── BadInput         text, file or option that cannot be used
+    │       └── Misconfigured  a setting that cannot work (the deployment's, not the user's)
     ├── TransientError       a passing fault (Redis down, worker busy); retried
     └── EngineError          an engine failed on valid input; not shown verbatim
         └── ModelMissing     weights absent or corrupt; names the file and the fix
@@ -35,6 +36,10 @@ class Forbidden(UserError):
 
 class BadInput(UserError):
     """Text, a file or an option that cannot be used."""
+
+
+class Misconfigured(BadInput):
+    """A setting (a JAYAVATAR_* variable) that cannot work; the CLI exits 2 for it."""
 
 
 class TransientError(JayAvatarError):

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     max_sample_s: float = 300.0
     max_avatar_s: float = 120.0
     max_avatar_pixels: int = 3840 * 2160
+    # Address-space cap of a CPU engine's child process (MiB; 0: none): a file that decodes
+    # to more ends that child, not the worker. GPU engines are not capped.
+    engine_memory_mb: int = Field(6144, ge=0)
     output_fps: int = 25
 
     # Discord
@@ -86,6 +89,8 @@ class Settings(BaseSettings):
     max_concurrent: int = Field(3, ge=1)
 
     # HTTP API
+    # Largest request body other than an upload (JSON, forms), refused before it is read.
+    max_json_bytes: int = Field(64 * 1024, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
 

@@ -121,10 +121,11 @@ class Accounts:
         owner, name = ref.split("/", 1) if "/" in ref else (user, ref)
         owner, name = validate_user(owner), validate_name(name)
         asset = await self.get_asset(kind, owner, name)
+        if owner != user and (asset is None or user not in asset.shared_with):
+            # One answer whether it exists or not, so others' names cannot be probed.
+            raise NotFound(f"unknown {kind} {ref!r}, or not shared with you")
         if asset is None:
             raise NotFound(f"unknown {kind} {ref!r}")
-        if owner != user and user not in asset.shared_with:
-            raise Forbidden(f"{kind} {ref!r} belongs to someone else and was not shared with you")
         return asset
 
     async def share(self, kind: AssetKind, owner: str, name: str, other: str) -> None:

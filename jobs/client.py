@@ -24,6 +24,7 @@ from jayavatar.errors import BadInput, Forbidden, NotFound, TransientError
 from jayavatar.settings import Settings
 from jobs.accounts import Accounts, AssetKind
 from jobs.completions import announce, ensure_group, stream_key
+from jobs.gate import admit
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
 from jobs.queues import FIRST_STAGE, position, queue_of, withdraw
 from jobs.records import Kind, RecordStore, Request, new_request_id
@@ -108,9 +109,10 @@ class JobClient:
         upload: Path,
         replace: bool = False,
         origin: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> Request:
-        """Store a voice sample and queue its enrollment."""
-        return await self._submit_enroll("voice", user, name, upload, replace, origin)
+        """Store a voice sample and queue its enrollment (`label`: the user's file name)."""
+        return await self._submit_enroll("voice", user, name, upload, replace, origin, label)
 
     async def submit_avatar_enroll(
         self,
@@ -119,9 +121,10 @@ class JobClient:
         upload: Path,
         replace: bool = False,
         origin: dict[str, str] | None = None,
+        label: str | None = None,
     ) -> Request:
-        """Store avatar media and queue its preparation."""
-        return await self._submit_enroll("avatar", user, name, upload, replace, origin)
+        """Store avatar media and queue its preparation (`label`: the user's file name)."""
+        return await self._submit_enroll("avatar", user, name, upload, replace, origin, label)
 
     async def _submit_enroll(
         self,
@@ -131,10 +134,11 @@ class JobClient:
         upload: Path,
         replace: bool,
         origin: dict[str, str] | None,
+        label: str | None,
     ) -> Request:
         async with _redis_errors(self.settings):
             user, name = validate_user(user), validate_name(name)
-            self._check_upload(kind, upload)
+            found = admit(kind, self.settings, upload, label or upload.name)
             if not replace and await self.accounts.get_asset(kind, user, name) is not None:
                 raise BadInput(
                     f"you already have a {kind} named {name!r}; "
@@ -142,23 +146,13 @@ class JobClient:
                 )
             await self._check_concurrency(user)
             req = self._new(f"{kind}_enroll", user, origin, name=name, replace=replace)  # type: ignore[arg-type]
-            key = upload_key(req.id, upload.name)
+            key = upload_key(req.id, found.ext)
             self.storage.put_file(key, upload)
             try:
                 return await self._start(req.model_copy(update={"upload_key": key}))
             except BaseException:
                 self.storage.delete_prefix(f"uploads/{req.id}")
                 raise
-
-    def _check_upload(self, kind: AssetKind, upload: Path) -> None:
-        cap = self.settings.max_sample_bytes if kind == "voice" else self.settings.max_avatar_bytes
-        if not upload.is_file():
-            raise BadInput(f"no such file: {upload.name}")
-        size = upload.stat().st_size
-        if size == 0:
-            raise BadInput(f"{upload.name} is empty (0 bytes)")
-        if size > cap:
-            raise BadInput(f"{upload.name} is {_size(size)}; the limit is {_size(cap)}")
 
     async def _may_render(self, user: str) -> None:
         if not await self.accounts.is_allowed(user):
@@ -385,11 +379,6 @@ async def _redis_errors(settings: Settings) -> AsyncIterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
         raise TransientError(f"cannot reach Redis at {_safe_url(settings.redis_url)}") from exc
-
-
-def _size(count: int) -> str:
-    """Return a byte count as MiB with one decimal, or KiB below one MiB."""
-    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count / 1024:.0f} KiB"
 
 
 def _safe_url(url: str) -> str:

@@ -13,6 +13,7 @@ import importlib
 import logging
 import multiprocessing as mp
 import os
+import resource
 import threading
 import time
 import traceback
@@ -87,6 +88,12 @@ class EngineHost:
             self._conn.send(("call", target, args))
             try:
                 return await self._receive(progress, check)
+            except errors.UserError as exc:
+                # A refusal the child answered is no fault of the child: keep it, so refused
+                # uploads cannot make the worker rebuild its engine again and again.
+                if not getattr(exc, "answered", False):
+                    self.kill()
+                raise
             except BaseException:
                 self.kill()
                 raise
@@ -107,7 +114,9 @@ class EngineHost:
                 if tag == "progress" and progress is not None:
                     await progress(message[1], message[2])
                 elif tag == "err":
-                    raise _rebuild(message[1], message[2])
+                    error = _rebuild(message[1], message[2])
+                    error.answered = True  # type: ignore[attr-defined]
+                    raise error
             elif not self._proc.is_alive():
                 raise self._died()
             if check is not None and time.monotonic() - last_check >= 1.0:
@@ -141,6 +150,7 @@ def _serve(conn: Connection, settings: Settings, kind: EngineKind, build: bool =
     """Child process: build the engine once, then answer calls until the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _exit_with_parent()
+    cap_memory(settings, kind)
     if not build:
         os.nice(10)  # after-delivery work yields the CPU to renders
     try:
@@ -198,6 +208,24 @@ def _exit_with_parent() -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def cap_memory(settings: Settings, kind: EngineKind) -> int:
+    """Cap the child's address space, so a decoder bomb ends the child and not the worker.
+
+    Returns the cap in bytes (0: none). GPU engines are left uncapped: CUDA reserves address
+    space far beyond the memory it uses.
+    """
+    engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+    on_gpu = engine in ("xtts", "wav2lip") and settings.device != "cpu"
+    if settings.engine_memory_mb <= 0 or on_gpu:
+        return 0
+    cap = settings.engine_memory_mb * 2**20
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    return cap
 
 
 def _resolve(engine: Any, target: str) -> Callable[..., Any]:

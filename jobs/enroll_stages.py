@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from jayavatar.errors import BadInput
+from jayavatar.errors import BadInput, UserError
 from jobs.stages import StageContext, claim, finish, run_engine
 from storage.keys import avatar_prefix, voice_prefix
 
@@ -41,7 +41,11 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
             )
         source = sc.storage.local_path(req.upload_key)
         method = "enroll" if kind == "voice" else "prepare"
-        out, meta = await run_engine(sc, req, method, (source, "{out}/asset"), "asset")
+        try:
+            out, meta = await run_engine(sc, req, method, (source, "{out}/asset"), "asset")
+        except UserError as exc:
+            # The stored name (source.mp4) means nothing to the sender; fronts name their file.
+            raise type(exc)(str(exc).replace(source.name, "the file")) from exc
         current = await sc.store.get(req.id)
         if current.final or current.epoch != req.epoch:
             # Cancelled while the engine ran: publishing now would enroll (or replace) an asset

@@ -60,6 +60,8 @@ class Request(BaseModel):
     progress: float = 0.0
     phase: str = ""
     error: str = ""
+    # The failure was a refusal of the user's input (a `UserError`), not a fault of ours.
+    refused: bool = False
     output_key: str = ""
     retry_of: str = ""
     timings: dict[str, float] = Field(default_factory=dict)

@@ -20,7 +20,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, one_line
+from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
 from jayavatar.settings import Settings
 from jobs.accounts import Accounts
 from jobs.completions import announce
@@ -340,7 +340,13 @@ async def fail(sc: StageContext, req: Request, exc: BaseException) -> None:
     def apply(r: Request) -> Request | None:
         if r.final or r.epoch != req.epoch:
             return None
-        return r.changed(state="failed", running=False, error=message, finished_at=time.time())
+        return r.changed(
+            state="failed",
+            running=False,
+            error=message,
+            refused=isinstance(exc, UserError),
+            finished_at=time.time(),
+        )
 
     done, changed = await sc.store.update(
         req.id, apply, lambda pipe, _o, new: announce(pipe, sc.settings, new)

@@ -21,7 +21,7 @@ from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError
+from jayavatar.errors import EngineError, Misconfigured, NotFound, TransientError, UserError
 from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.accounts import Accounts
@@ -52,7 +52,9 @@ def redis_settings(
         base = RedisSettings.from_dsn(settings.redis_url)
     except (RuntimeError, ValueError):
         # The URL may hold a password: name the setting, not its value.
-        raise BadInput("JAYAVATAR_REDIS_URL is not a Redis URL; use redis://host:port/db") from None
+        raise Misconfigured(
+            "JAYAVATAR_REDIS_URL is not a Redis URL; use redis://host:port/db"
+        ) from None
     base.conn_retries = conn_retries
     base.retry_on_timeout = True
     base.retry_on_error = [

@@ -10,10 +10,12 @@ import re
 
 from jayavatar.errors import BadInput
 
-SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-USER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-ASSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+# Always used with `fullmatch`: `match` with `$` would accept a trailing newline.
+SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+USER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+ASSET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+UPLOAD_EXT = re.compile(r"[a-z0-9]{1,5}")
 MAX_KEY_CHARS = 512
 
 
@@ -23,14 +25,14 @@ def validate_key(key: str) -> str:
         raise BadInput(f"invalid storage key {key[:80]!r}")
     parts = key.split("/")
     for part in parts:
-        if part in ("", ".", "..") or not SEGMENT.match(part) or part.endswith("."):
+        if part in ("", ".", "..") or not SEGMENT.fullmatch(part) or part.endswith("."):
             raise BadInput(f"invalid storage key {key[:80]!r}")
     return key
 
 
 def validate_user(user: str) -> str:
     """Return a valid user id or raise `BadInput`."""
-    if not USER_ID.match(user):
+    if not isinstance(user, str) or not USER_ID.fullmatch(user):
         raise BadInput(f"invalid user id {user[:80]!r}")
     return user
 
@@ -38,7 +40,7 @@ def validate_user(user: str) -> str:
 def validate_name(name: str) -> str:
     """Return a case-folded voice/avatar name or raise `BadInput` saying what is allowed."""
     folded = name.strip().casefold()
-    if not ASSET_NAME.match(folded):
+    if not ASSET_NAME.fullmatch(folded):
         raise BadInput(
             f"invalid name {name[:40]!r}: use 1-32 letters, digits, '-' or '_', "
             "starting with a letter or digit"
@@ -48,7 +50,7 @@ def validate_name(name: str) -> str:
 
 def validate_request_id(rid: str) -> str:
     """Return a well-formed request id or raise `BadInput`."""
-    if not REQUEST_ID.match(rid):
+    if not isinstance(rid, str) or not REQUEST_ID.fullmatch(rid):
         raise BadInput(f"invalid request id {rid[:40]!r}")
     return rid
 
@@ -78,8 +80,8 @@ def speech_key(rid: str) -> str:
     return f"work/{validate_request_id(rid)}/speech.wav"
 
 
-def upload_key(rid: str, filename: str) -> str:
-    """Return the key of an uploaded enrollment file, keeping only a safe extension."""
-    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
-    ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
+def upload_key(rid: str, ext: str) -> str:
+    """Return the key of an uploaded enrollment file, named by its sniffed type's extension."""
+    if not UPLOAD_EXT.fullmatch(ext):
+        raise BadInput(f"invalid upload extension {ext[:20]!r}")
     return f"uploads/{validate_request_id(rid)}/source.{ext}"

@@ -8,7 +8,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from jayavatar.errors import BadInput, NotFound
+from jayavatar.errors import Misconfigured, NotFound
 from storage.keys import validate_key
 
 TMP = ".tmp"
@@ -24,7 +24,9 @@ class LocalStorage:
             self.tmp.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             # A data folder that is a file or read-only must read as one line, not a traceback.
-            raise BadInput(f"the storage folder {root} cannot be used: {exc.strerror}") from None
+            raise Misconfigured(
+                f"the storage folder {root} cannot be used: {exc.strerror}"
+            ) from None
 
     def _path(self, key: str) -> Path:
         path = (self.root / validate_key(key)).resolve()

@@ -5,7 +5,8 @@ KIND is one of:
 - ``noface``: 2 s of a moving gradient, no face anywhere;
 - ``8k``: two 7680x4320 frames (a few KB: flat colour compresses to nothing);
 - ``2h``: a 64x64 video whose two frames are two hours apart (a real 2-hour timeline);
-- ``gif``: a still, single-frame GIF of the demo portrait.
+- ``gif``: a still, single-frame GIF of the demo portrait;
+- ``black4k``: 119 s of all-black 3840x2160 video at 1 frame/s, about 30 KB.
 """
 
 from __future__ import annotations
@@ -67,7 +68,28 @@ def still_gif(out: Path) -> None:
         container.mux(stream.encode(None))
 
 
-MAKERS = {"noface": no_face, "8k": eight_k, "2h": two_hours, "gif": still_gif}
+def black_4k(out: Path) -> None:
+    """119 black 4K frames, one a second: tiny on disk, minutes of work if decoded and tracked."""
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 3840, 2160, "yuv420p"
+        stream.time_base = Fraction(1, 1)
+        stream.codec_context.options = {"preset": "ultrafast", "crf": "51"}
+        black = np.zeros((2160, 3840, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(black, format="rgb24").reformat(format="yuv420p")
+        for i in range(119):
+            frame.pts, frame.time_base = i, Fraction(1, 1)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+MAKERS = {
+    "noface": no_face,
+    "8k": eight_k,
+    "2h": two_hours,
+    "gif": still_gif,
+    "black4k": black_4k,
+}
 
 if __name__ == "__main__":
     MAKERS[sys.argv[1]](Path(sys.argv[2]))

@@ -65,7 +65,8 @@ CASES: list[tuple[str, Call, int, str]] = [
         "unknown or revoked",
     ),
     ("empty text", ("POST", "/v1/renders", {"json": {"text": ""}}), 422, "text"),
-    ("100k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 100_000}}), 422, "text"),
+    ("100k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 100_000}}), 413, "limit"),
+    ("20k characters", ("POST", "/v1/renders", {"json": {"text": "a" * 20_000}}), 422, "text"),
     ("right-to-left override", ("POST", "/v1/renders", {"json": {"text": "\u202ex"}}), 422, "bidi"),
     (
         "lone surrogate",
@@ -89,8 +90,21 @@ CASES: list[tuple[str, Call, int, str]] = [
     (
         "someone else's voice",
         ("POST", "/v1/renders", {"json": {"text": "hi", "voice": "bob/mine"}}),
-        403,
+        404,
         "not shared",
+    ),
+    (
+        "someone else's voice that does not exist",
+        ("POST", "/v1/renders", {"json": {"text": "hi", "voice": "bob/none"}}),
+        404,
+        "unknown voice 'bob/none', or not shared",
+    ),
+    ("newline in a user id", ("PUT", "/v1/voices/mine/shares/bob%0A", {}), 422, "pattern"),
+    (
+        "400 KB body with no key",
+        ("POST", "/v1/renders", {"content": b'{"text": "' + b"a" * 400_000 + b'"}'}),
+        401,
+        "missing API key",
     ),
     ("traversal request id", ("GET", "/v1/requests/..%2F..%2Fetc%2Fpasswd", {}), 404, "Not Found"),
     ("malformed request id", ("GET", "/v1/requests/" + "z" * 32, {}), 422, "rid"),
@@ -145,7 +159,7 @@ async def test_refused_with_one_line_and_nothing_stored(
     http, client, tokens = world
     method, path, kw = call
     headers = {"X-API-Key": tokens["alice"], **kw.get("headers", {})}
-    if case == "no key":
+    if "no key" in case:
         headers.pop("X-API-Key")
     if "content" in kw and "json" not in kw and not path.startswith("/v1/voices"):
         headers["Content-Type"] = "application/json"

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from jayavatar.errors import BadInput, Forbidden, NotFound, TransientError, UserError, one_line
+from jayavatar.errors import BadInput, NotFound, TransientError, UserError, one_line
 from jobs.client import JobClient
 from tests.abuse.conftest import ALICE, BOB, SAMPLE_CAP
+from tests.abuse.discord import wav_bytes
 from tests.abuse.store import one_line as is_one_line
 from tests.abuse.store import snapshot
 
@@ -29,13 +30,15 @@ def render(text: Any = "Hello there.", **kw: Any) -> Call:
     return lambda jc, _tmp: jc.submit_render(user, text, **args)
 
 
-def enroll(name: str = "new", size: int | None = 1000, filename: str = "s.wav") -> Call:
-    """A voice enrollment by Alice from a file of `size` bytes (None: no file at all)."""
+def enroll(name: str = "new", size: int | None = -1, filename: str = "s.wav") -> Call:
+    """A voice enrollment by Alice from a WAV of `size` bytes (-1: a whole 3 s WAV; None: no
+    file at all)."""
 
     async def call(jc: JobClient, tmp: Path) -> Any:
         path = tmp / filename
         if size is not None:
-            path.write_bytes(b"RIFF" + b"\0" * max(size - 4, 0) if size else b"")
+            data = wav_bytes(3.0)
+            path.write_bytes(data if size < 0 else data[:size].ljust(size, b"\0"))
         return await jc.submit_voice_enroll(ALICE, name, path)
 
     return call
@@ -64,8 +67,8 @@ CASES: list[tuple[str, Call, type[UserError], str]] = [
     ("three-part ref", render(voice="a/b/c"), BadInput, "invalid name"),
     ("unknown voice", render(voice="nobody"), NotFound, "unknown voice"),
     ("unknown avatar owner", render(avatar="discord-9/mine"), NotFound, "unknown avatar"),
-    ("other user's voice", render(voice=f"{BOB}/mine"), Forbidden, "not shared"),
-    ("other user's avatar", render(avatar=f"{BOB}/mine"), Forbidden, "not shared"),
+    ("other user's voice", render(voice=f"{BOB}/mine"), NotFound, "not shared"),
+    ("other user's avatar", render(avatar=f"{BOB}/mine"), NotFound, "not shared"),
     ("traversal user id", render(user="../root"), BadInput, "invalid user id"),
     ("empty user id", render(user=""), BadInput, "invalid user id"),
     ("traversal asset name", enroll(name="../etc"), BadInput, "invalid name"),

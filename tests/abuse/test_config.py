@@ -38,17 +38,17 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], int, str]] = [
         "data dir is a file",
         ("status", RID),
         {"DATA_DIR": str(ROOT / "pyproject.toml")},
-        1,
+        2,
         "storage folder",
     ),
     (
         "redis URL of another scheme",
         ("status", RID),
         {"REDIS_URL": "http://x/0"},
-        1,
+        2,
         "not a Redis URL",
     ),
-    ("redis URL that is no URL", ("status", RID), {"REDIS_URL": "localhost"}, 1, "not a Redis URL"),
+    ("redis URL that is no URL", ("status", RID), {"REDIS_URL": "localhost"}, 2, "not a Redis URL"),
     (
         "unreachable redis with a password",
         ("status", RID),
@@ -59,7 +59,7 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], int, str]] = [
     ("unknown voice engine", ("status", RID), {"VOICE_ENGINE": "nope"}, 2, "voice_engine"),
     ("admin ids not a list", ("status", RID), {"ADMIN_USER_IDS": "everyone"}, 2, "admin_user_ids"),
     ("negative text limit", ("status", RID), {"MAX_TEXT_CHARS": "-1"}, 2, "max_text_chars"),
-    ("bot without a token", ("bot",), {"REDIS_URL": UNREACHABLE}, 1, "DISCORD_TOKEN is not set"),
+    ("bot without a token", ("bot",), {"REDIS_URL": UNREACHABLE}, 2, "DISCORD_TOKEN is not set"),
     (
         "bot with redis away",
         ("bot",),
@@ -103,4 +103,4 @@ def test_a_refused_token_is_one_line_and_never_logged(fake: FakeDiscord) -> None
     done = jayavatar("bot", **env)
     assert TOKEN not in done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and len(lines) == 1, done.stderr[-2000:]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]

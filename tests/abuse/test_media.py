@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from jayavatar.errors import BadInput
 from tests.abuse.discord import wav_bytes, zip_bomb
 from tests.abuse.store import files, one_line
 from tests.support.assets import face_clip, wav
@@ -85,8 +86,8 @@ AVATARS: list[Any] = [
     ("8K video", made("8k", ".mp4"), "pixels"),
     ("2-hour video", made("2h", ".mp4"), "120 s"),
     ("truncated MP4", raw("cut.mp4", truncated_clip), "truncated"),
-    ("PNG decompression bomb", raw("bomb.png", png_bomb), "not a readable"),
-    ("GIF without a face named .mp4", raw("clip.mp4", lambda: made_gif_bytes()), "no face"),
+    ("PNG decompression bomb", raw("bomb.png", png_bomb), "40000x40000"),
+    ("GIF named .mp4", raw("clip.mp4", lambda: made_gif_bytes()), "unrecognised content"),
 ]
 
 
@@ -107,14 +108,20 @@ def stored(root: Path) -> list[str]:
 
 
 async def refused(client: Any, kind: str, make: Make, tmp: Path, words: str) -> None:
-    """Enroll a hostile file; check the one-line failure and that nothing of it stays."""
+    """Enroll a hostile file; check the one-line refusal (by the upload gate, or by the worker)
+    and that nothing of it stays."""
     store_root = client.settings.data_dir / "store"
     before = stored(store_root)
     submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
     name = f"bad-{uuid.uuid4().hex[:8]}"
-    req = await submit("abuser", name, make(tmp))
+    try:
+        req = await submit("abuser", name, make(tmp))
+    except BadInput as exc:  # the gate looked at the first bytes and headers
+        assert one_line(str(exc)) and words in str(exc).lower(), exc
+        assert stored(store_root) == before
+        return
     done = await client.wait(req.id, 240)
-    assert done.state == "failed", (done.state, done.result)
+    assert (done.state, done.refused) == ("failed", True), (done.state, done.result)
     assert one_line(done.error) and words in done.error.lower(), done.error
     assert await client.accounts.get_asset(kind, "abuser", name) is None
     # The worker removes the upload right after announcing the failure.

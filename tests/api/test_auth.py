@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from api.keys import ApiKeys
+from tests.abuse.discord import wav_bytes
 from tests.api.live import headers
 
 OPEN = {"/healthz", "/readyz", "/metrics"}
@@ -112,7 +113,7 @@ async def test_admin_routes_refuse_user_keys_with_403(api: httpx.AsyncClient, al
 async def test_others_request_ids_answer_exactly_like_unknown_ids(
     api: httpx.AsyncClient, alice: str, bob: str, root: str
 ) -> None:
-    created = await api.put("/v1/voices/bobs", headers=headers(bob), content=b"RIFF" * 64)
+    created = await api.put("/v1/voices/bobs", headers=headers(bob), content=wav_bytes(3.0))
     assert created.status_code == 202
     bobs = created.json()["id"]
     unknown = "f" * 32

@@ -20,6 +20,7 @@ from api.dashboard import quality_line, timeline
 from api.keys import ApiKeys
 from jayavatar.settings import Settings
 from jobs.client import JobClient
+from tests.abuse.discord import wav_bytes
 from tests.api.live import headers, live_server, wait_until_final
 from tests.support.assets import demo_inputs
 from tests.support.png import read_png
@@ -289,7 +290,7 @@ async def test_a_refused_render_shows_the_reason(api: httpx.AsyncClient, alice: 
 async def test_others_requests_are_not_found_pages(
     api: httpx.AsyncClient, alice: str, bob: str
 ) -> None:
-    made = await api.put("/v1/voices/v", headers=headers(bob), content=b"RIFF" * 10)
+    made = await api.put("/v1/voices/v", headers=headers(bob), content=wav_bytes(3.0))
     api.cookies.set("jayavatar_key", alice)
     try:
         r = await api.get(f"/dashboard/requests/{made.json()['id']}")

@@ -283,8 +283,13 @@ def test_sharing_follows_the_owners_consent(enrolled: tuple[str, dict[str, str]]
     alice, bob = headers(tokens["alice"]), headers(tokens["bob"])
     body = {"text": TEXT, "voice": "alice/me", "avatar": "alice/face"}
     refused = httpx.post(f"{base}/v1/renders", headers=bob, json=body)
-    assert refused.status_code == 403
-    assert "not shared with you" in refused.json()["detail"]
+    assert refused.status_code == 404
+    assert refused.json()["detail"] == "unknown voice 'alice/me', or not shared with you"
+    guessed = httpx.post(f"{base}/v1/renders", headers=bob, json={**body, "voice": "alice/none"})
+    assert (guessed.status_code, guessed.json()["detail"]) == (
+        404,
+        "unknown voice 'alice/none', or not shared with you",
+    )
     assert httpx.get(f"{base}/v1/avatars/alice/face/poster.jpg", headers=bob).status_code == 404
 
     assert httpx.put(f"{base}/v1/avatars/face/shares/bob", headers=alice).status_code == 204
@@ -293,7 +298,7 @@ def test_sharing_follows_the_owners_consent(enrolled: tuple[str, dict[str, str]]
     poster = httpx.get(f"{base}/v1/avatars/alice/face/poster.jpg", headers=bob)
     assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff"
     still = httpx.post(f"{base}/v1/renders", headers=bob, json=body)
-    assert still.status_code == 403 and "voice" in still.json()["detail"]
+    assert still.status_code == 404 and "voice" in still.json()["detail"]
 
     assert httpx.delete(f"{base}/v1/avatars/face/shares/bob", headers=alice).status_code == 204
     assert httpx.get(f"{base}/v1/avatars", headers=bob).json() == []

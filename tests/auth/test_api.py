@@ -75,8 +75,8 @@ BOBS_REACH = [
     ("DELETE", "/v1/voices/alice%2Fmine", None, 404),
     ("PUT", "/v1/voices/mine/shares/alice", None, 204),  # his own `mine`: allowed, the control
     ("GET", "/v1/avatars/alice/mine/poster.jpg", None, 404),
-    ("POST", "/v1/renders", {"text": "hi", "voice": "alice/mine", "avatar": "mine"}, 403),
-    ("POST", "/v1/renders", {"text": "hi", "voice": "mine", "avatar": "alice/mine"}, 403),
+    ("POST", "/v1/renders", {"text": "hi", "voice": "alice/mine", "avatar": "mine"}, 404),
+    ("POST", "/v1/renders", {"text": "hi", "voice": "mine", "avatar": "alice/mine"}, 404),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from jayavatar.errors import Forbidden, NotFound, UserError
 from jobs.client import JobClient
 from tests.abuse.store import snapshot
+from tests.support.assets import wav
 from tests.support.stack import RedisProcess, Stack
 
 ALICE, BOB, MALLORY, ADMIN = "discord-11", "discord-12", "discord-13", "discord-99"
@@ -53,17 +54,17 @@ ATTEMPTS: list[tuple[str, Attempt, type[UserError]]] = [
     (
         "render with another's voice",
         lambda c: c.submit_render(BOB, "hi", f"{ALICE}/mine", "his"),
-        Forbidden,
+        NotFound,
     ),
     (
         "render with another's avatar",
         lambda c: c.submit_render(BOB, "hi", "his", f"{ALICE}/mine"),
-        Forbidden,
+        NotFound,
     ),
     (
         "default to another's voice",
         lambda c: c.accounts.resolve("voice", BOB, f"{ALICE}/mine"),
-        Forbidden,
+        NotFound,
     ),
     ("share another's voice", lambda c: c.accounts.share("voice", BOB, "mine", MALLORY), NotFound),
     (
@@ -89,12 +90,12 @@ async def test_others_assets_are_out_of_reach(
 async def test_a_share_opens_exactly_one_asset_until_withdrawn(jc: JobClient) -> None:
     await jc.accounts.share("voice", ALICE, "mine", BOB)
     assert (await jc.submit_render(BOB, "hi", f"{ALICE}/mine", "his")).voice == f"{ALICE}/mine"
-    with pytest.raises(Forbidden):  # the avatar was not shared
+    with pytest.raises(NotFound):  # the avatar was not shared
         await jc.submit_render(BOB, "hi", "his", f"{ALICE}/mine")
-    with pytest.raises(Forbidden):  # nor was the voice shared with Mallory
+    with pytest.raises(NotFound):  # nor was the voice shared with Mallory
         await jc.submit_render(MALLORY, "hi", f"{ALICE}/mine", f"{BOB}/his")
     await jc.accounts.unshare("voice", ALICE, "mine", BOB)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         await jc.submit_render(BOB, "hi", f"{ALICE}/mine", "his")
     await jc.accounts.share("voice", ALICE, "mine", BOB)
     await jc.accounts.remove("voice", ALICE, "mine")
@@ -141,7 +142,7 @@ async def test_concurrent_and_daily_limits_hold(jc: JobClient, tmp_path: Path) -
     await jc.submit_render(BOB, "two", "his", "his")
     await refused_without_trace(jc, jc.submit_render(BOB, "three", "his", "his"), "in progress")
     sample = tmp_path / "s.wav"
-    sample.write_bytes(b"RIFF" + b"\0" * 64)
+    wav(sample, 3.0)
     # Enrollments count against the same concurrency limit.
     await refused_without_trace(jc, jc.submit_voice_enroll(BOB, "new", sample), "in progress")
     await jc.cancel(first.id, BOB)

@@ -17,6 +17,7 @@ import pytest
 from api.keys import ApiKeys
 from jobs.client import JobClient
 from jobs.completions import mark_delivered
+from tests.support.assets import wav
 from tests.support.stack import RedisProcess, Stack
 
 GONE, STAYS = "discord-21", "discord-22"
@@ -64,7 +65,7 @@ async def live_a_little(jc: JobClient, user: str, other: str, tmp: Path) -> list
     await jc.redis.set(jc.settings.prefixed("discord", "msg", done.id), "123")
     queued = await jc.submit_render(user, "waiting", "me", "me")
     sample = tmp / "s.wav"
-    sample.write_bytes(b"RIFF" + b"\0" * 64)
+    wav(sample, 3.0)
     enroll = await jc.submit_voice_enroll(user, "other", sample)
     await jc.store.update(enroll.id, lambda r: r.changed(state="failed", error="bad"))
     return [done.id, queued.id, enroll.id]

@@ -107,7 +107,7 @@ def test_refusals_are_ephemeral_one_liners_and_enqueue_nothing(
         people.bob, "say", channel, text="hello", voice=f"{alice}/me", avatar=f"{alice}/face"
     )
     text = notice(fake, borrowed).content
-    assert text == f"⚠️ voice '{alice}/me' belongs to someone else and was not shared with you"
+    assert text == f"⚠️ unknown voice '{alice}/me', or not shared with you"
     assert fake.original(borrowed) is None  # the public "thinking" message was taken back
 
     register(stack, people.bob, "voice", "mine")

@@ -77,23 +77,28 @@ def test_bad_uploads_are_refused_while_handling_the_command(
         return notice(fake, fake.slash(people.alice, command, channel, **values)).content
 
     text = fake.upload("notes.txt", "text/plain", b"not audio")
-    assert refusal("voice add", sample=text, name="x").startswith("⚠️ 'notes.txt' is not a voice")
+    answer = refusal("voice add", sample=text, name="x")
+    assert answer == "⚠️ 'notes.txt' is text/plain, not a voice sample"
 
     huge = fake.upload("long.wav", "audio/wav", bytes(26 * 2**20))
-    assert "the limit for a voice sample is 25.0 MiB" in refusal("voice add", sample=huge, name="x")
+    answer = refusal("voice add", sample=huge, name="x")
+    assert answer == "⚠️ 'long.wav' is 26 MiB; the limit is 25 MiB"
     assert huge.id not in fake.call(lambda w: list(w.fetches))  # refused before downloading
 
     junk = fake.upload("sample.wav", "audio/wav", garbage(folder / "junk.wav").read_bytes())
     answer = refusal("voice add", sample=junk, name="x")
-    assert answer == "⚠️ the file is not a voice sample (unrecognised content)"
+    assert answer == "⚠️ 'sample.wav' is not a voice sample (unrecognised content)"
 
     short = fake.upload("short.wav", "audio/wav", wav(folder / "short.wav", 1.0).read_bytes())
     answer = refusal("voice add", sample=short, name="x")
-    assert answer == "⚠️ the sample is 1.0 s long; at least 2 s needed"
+    assert answer == "⚠️ 'short.wav' is 1.0 s long; at least 2 s needed"
 
     audio = fake.upload("voice.ogg", "audio/ogg", b"OggS" + bytes(200))
     answer = refusal("avatar add", media=audio, name="x")
-    assert answer.startswith("⚠️ 'voice.ogg' is not an avatar video or photo")
+    assert answer == "⚠️ 'voice.ogg' is audio/ogg, not an avatar video or photo"
+    audio = fake.upload("voice.ogv", "video/ogg", b"OggS" + bytes(200))  # the type may lie
+    answer = refusal("avatar add", media=audio, name="x")
+    assert answer == "⚠️ 'voice.ogv' is not an avatar video or photo (ogg content)"
 
     stale = fake.upload("late.wav", "audio/wav", voice_sample(folder).read_bytes())
     fake.advance(25 * 3600)  # signed attachment URLs expire

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
 from api.keys import ApiKeys
 from jayavatar.settings import Settings
@@ -73,14 +74,19 @@ def test_admin_keys_list_and_revoke(bare: Stack) -> None:
     assert (gone.returncode, gone.stdout.strip()) == (0, f"revoked {key_id} (root)")
     assert check(bare, token) is None
     again = jayavatar(bare, "apikey", "revoke", key_id)
-    assert again.returncode == 1
-    assert again.stderr.strip() == f"Error: no API key with id '{key_id}'"
+    assert again.returncode == 3  # refused
+    assert again.stderr.strip() == f"error: no API key with id '{key_id}'"
 
 
-def test_bad_user_ids_fail_with_one_line(bare: Stack) -> None:
-    bad = jayavatar(bare, "apikey", "create", "Not Valid")
-    assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == ["Error: invalid user id 'Not Valid'"]
+@pytest.mark.parametrize("user", ["Not Valid", "eve\n", "eve\r", "\neve", "eve\t"])
+def test_bad_user_ids_fail_with_one_line(bare: Stack, user: str) -> None:
+    bad = jayavatar(bare, "apikey", "create", user)
+    assert bad.returncode == 3
+    assert bad.stderr.strip().splitlines() == [f"error: invalid user id {user!r}"]
+    assert bad.stdout == ""
+    keys = redis.Redis.from_url(bare.redis.url).keys("*")
+    assert not [k for k in keys if b"\n" in k or b"\r" in k or b"\0" in k]
+    assert not [p for p in bare.folder.rglob("*") if "\n" in p.name or "\r" in p.name]
 
 
 @pytest.mark.slow  # JobClient.connect retries a refused connection for about a minute

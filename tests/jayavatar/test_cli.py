@@ -109,7 +109,7 @@ def test_render_writes_the_mp4(enrolled: Stack, tmp_path: Path) -> None:
 def test_replace_is_needed_to_overwrite(enrolled: Stack) -> None:
     voice, _ = demo_inputs()
     again = jayavatar(enrolled, "voice", "add", "demo", str(voice))
-    assert again.returncode == 1
+    assert again.returncode == 3  # refused
     assert "already have a voice named 'demo'" in again.stderr
     replaced = jayavatar(enrolled, "voice", "add", "demo", str(voice), "--replace")
     assert replaced.returncode == 0, replaced.stderr
@@ -217,3 +217,40 @@ def test_bad_setting_is_one_line(enrolled: Stack, variable: str, value: str, fie
         and field in done.stderr
         and len(done.stderr.strip().splitlines()) == 1
     )
+
+
+def test_refusals_name_the_users_file_and_exit_3(enrolled: Stack, tmp_path: Path) -> None:
+    notes = _text(tmp_path / "notes.mp3")
+    silent = wav(tmp_path / "quiet take.wav", 4, "silence")
+    for path, words in ((notes, "not a voice sample"), (silent, "silent")):
+        done = jayavatar(enrolled, "voice", "add", "v9", str(path))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 3, done.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
+        assert words in lines[0] and "source." not in lines[0], lines
+        assert "temporarily unavailable" not in lines[0]
+
+
+def test_an_unwritable_output_is_refused_before_submitting(enrolled: Stack, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = blocker / "out.mp4"
+    before = stored_files(enrolled)
+    queued = redis.Redis.from_url(enrolled.redis.url).keys(f"{enrolled.prefix}:req:*")
+    done = jayavatar(enrolled, "render", "--text", "Hi.", "-o", str(out))
+    assert done.returncode == 3
+    assert done.stderr.strip() == f"error: {out}: cannot write there (part of the path is a file)"
+    assert redis.Redis.from_url(enrolled.redis.url).keys(f"{enrolled.prefix}:req:*") == queued
+    assert stored_files(enrolled) == before
+
+
+def test_a_cancelled_render_says_cancelled_and_exits_4(enrolled: Stack, tmp_path: Path) -> None:
+    cmd = [str(env_python("core")), "-m", "jayavatar.cli", "render", "--voice", "demo"]
+    cmd += ["--avatar", "face", "-o", str(tmp_path / "c.mp4"), "--text", "Stop me. " * 30]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=enrolled.env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    rid = proc.stderr.readline().split()[1]
+    assert jayavatar(enrolled, "cancel", rid).returncode == 0
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err.strip()) == (4, "cancelled")
+    assert not (tmp_path / "c.mp4").exists()

@@ -11,6 +11,7 @@ import pytest
 from jayavatar.errors import BadInput, Forbidden, NotFound
 from jobs.client import JobClient
 from jobs.validate import clean_text
+from tests.support.assets import wav
 from tests.support.stack import RedisProcess, Stack
 
 
@@ -54,14 +55,14 @@ async def give(jc: JobClient, kind: Any, owner: str, name: str) -> None:
 async def test_someone_elses_voice_needs_a_share(jc: JobClient) -> None:
     await give(jc, "voice", "discord-1", "mom")
     await give(jc, "avatar", "discord-2", "me")
-    with pytest.raises(Forbidden, match="not shared"):
+    with pytest.raises(NotFound, match="not shared"):
         await jc.submit_render("discord-2", "hi", "discord-1/mom", "me")
     assert await jc.list_requests() == []
     await jc.accounts.share("voice", "discord-1", "mom", "discord-2")
     req = await jc.submit_render("discord-2", "hi", "discord-1/mom", "me")
     assert req.voice == "discord-1/mom" and req.avatar == "discord-2/me"
     await jc.accounts.unshare("voice", "discord-1", "mom", "discord-2")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         await jc.submit_render("discord-2", "hi", "discord-1/mom", "me")
     with pytest.raises(NotFound):
         await jc.submit_render("discord-2", "hi", "discord-1/nobody", "me")
@@ -108,7 +109,7 @@ async def test_purge_removes_every_trace(jc: JobClient, tmp_path: Path) -> None:
     await jc.accounts.share("voice", "discord-9", "v", "discord-1")
     await jc.accounts.set_default("discord-9", voice="v")
     sample = tmp_path / "s.wav"
-    sample.write_bytes(b"RIFF" + b"\0" * 100)
+    wav(sample, 3.0)
     await jc.submit_voice_enroll("discord-9", "w", sample)
     req = await jc.submit_render("discord-9", "bye", "v", "a")
     jc.storage.put_bytes(f"renders/discord-9/{req.id}.mp4", b"mp4")

@@ -15,6 +15,7 @@ from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.client import JobClient
 from storage.keys import speech_key
+from tests.support.assets import wav
 from tests.support.stack import RedisProcess
 
 
@@ -145,7 +146,7 @@ async def test_a_voice_cancelled_mid_enrollment_is_not_enrolled(
 ) -> None:
     client, context = staged
     sample = tmp_path / "s.wav"
-    sample.write_bytes(b"RIFF" + b"\0" * 64)
+    wav(sample, 3.0)
     req = await client.submit_voice_enroll("alice", "late", sample)
     context.host.rid = req.id
     payload = {"request_id": req.id, "epoch": req.epoch}

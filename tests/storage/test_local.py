@@ -43,8 +43,13 @@ def test_names_are_folded_and_checked() -> None:
         with pytest.raises(BadInput):
             validate_name(bad)
     assert voice_prefix("discord-1", "Mom") == "voices/discord-1/mom"
-    assert upload_key("a" * 32, "../../evil.WAV") == f"uploads/{'a' * 32}/source.wav"
-    assert upload_key("a" * 32, "x.tar;rm") == f"uploads/{'a' * 32}/source.bin"
+    assert upload_key("a" * 32, "wav") == f"uploads/{'a' * 32}/source.wav"
+    for ext in ("../x", "WAV", "tar;rm", "mp4\n", ""):
+        with pytest.raises(BadInput):
+            upload_key("a" * 32, ext)
+    for user in ("eve\n", "eve\r\n", "Eve"):
+        with pytest.raises(BadInput):
+            voice_prefix(user, "mom")
     with pytest.raises(BadInput):
         render_key("local", "../x")
 
