@@ -1,9 +1,10 @@
 """Hostile uploads through every front (HTTP API, CLI, Discord) against real workers.
 
 Each file is refused: by the upload gate at the front (nothing stored, nothing queued), or by
-the worker (the request fails as a refusal in a few seconds; no asset, no file left, nothing
-queued). The kernel sees no open of the canaries the playlists point at: another user's avatar
-clip in the store, and a file outside it. The processes that refuse stay under 500 MB.
+the worker (the request fails as a refusal; no asset, no file left, nothing queued). The kernel
+sees no open of the canaries the playlists point at: another user's avatar clip in the store,
+and a file outside it. The processes that refuse stay under 500 MB. The worker time each
+refusal costs is measured by `bench/hostile.py`, not asserted here.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ pytestmark = pytest.mark.timeout(900)
 OWNER = "discord-1002"  # whose avatar the playlists point at
 REACH = f"../../avatars/{OWNER}/mine/clip.mp4"  # from an upload's folder in storage
 PEAK_MB = 500
-WORKER_S = 5.0  # worker time a refusal of a file under 1 MB may take
 KEYS = ":apikey"  # API key records note their last use
 
 
@@ -265,8 +265,6 @@ def test_hostile_upload_is_refused_and_reads_nothing_else(
             assert (req.state, req.refused) == ("failed", True), (req.state, req.error)
             assert one_line(req.error) and case.words in req.error, req.error
             assert "source." not in req.error, req.error
-            if len(case.data()) < 2**20:
-                assert req.finished_at - req.started_at < WORKER_S, req.timings
             asset = run_async(stack, lambda c: c.accounts.get_asset(case.kind, req.user, "evil"))
             assert asset is None
             _gone(store, rid)
