@@ -48,8 +48,8 @@ from bench.xtts_report import (
 from engines.xtts import XttsEngine
 from engines.xtts_audio import SAMPLE_RATE
 from engines.xtts_batch import GptDecoder
-from engines.xtts_model import write_random_model
 from jayavatar.settings import Settings
+from tests.support.xtts_random import write_random_model
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LABELS = ("fp32", "fp16", "bf16", "fp32 per-sentence", "fp32 no-graphs")

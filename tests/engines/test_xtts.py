@@ -32,9 +32,10 @@ from engines.xtts_audio import (
     max_seconds,
     trim_tail,
 )
-from engines.xtts_model import verify_folder, write_random_model
+from engines.xtts_model import verify_folder
 from jayavatar.errors import BadInput, ModelMissing
 from jayavatar.settings import Settings
+from tests.support.xtts_random import write_random_model
 
 pytestmark = pytest.mark.env("xtts")
 
