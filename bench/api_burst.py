@@ -115,7 +115,7 @@ def main(count: int, rounds: int, users: int, root: Path) -> None:
             max_concurrent=1000,
         )
         tokens = asyncio.run(make_users(settings, users))
-        cmd = [sys.executable, "-m", "jayavatar.cli", "api", "--port", str(aport)]
+        cmd = [sys.executable, "-m", "cli.main", "api", "--port", str(aport)]
         api = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{aport}"

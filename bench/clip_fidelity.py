@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from engines import avatar_prep, quality_voice
-from engines.demo_assets import make_face_clip
-from engines.facetrack import FaceTrack
-from engines.landmark import LandmarkEngine
-from engines.media import iter_frames, iter_pingpong
-from engines.mouth_warp import warp_mask
-from jayavatar.demo import DEMO_TEXT
+from cli.demo import DEMO_TEXT
+from engines.lipsync import avatar_prep
+from engines.lipsync.demo_assets import make_face_clip
+from engines.lipsync.facetrack import FaceTrack
+from engines.lipsync.landmark import LandmarkEngine
+from engines.lipsync.mouth_warp import warp_mask
+from engines.media.video import iter_frames, iter_pingpong
+from engines.quality import voice as quality_voice
 from jayavatar.settings import Settings
 
 MARGIN = 16

@@ -11,7 +11,7 @@ import argparse
 import platform
 from pathlib import Path
 
-from jayavatar.demo import DEMO_TEXT, run_demo
+from cli.demo import DEMO_TEXT, run_demo
 from jayavatar.settings import Settings
 
 ORDER = [

@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from engines.facetrack import FaceMesh
-from engines.media import iter_frames
-from engines.probe import probe
+from engines.lipsync.facetrack import FaceMesh
+from engines.media.probe import probe
+from engines.media.video import iter_frames
 
 Frame = npt.NDArray[np.uint8]
 #: The crop: the face's landmark box grown by this share of its size on every side.

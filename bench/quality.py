@@ -1,7 +1,7 @@
 """Benchmark: the quality report of the demo, and of deliberately broken versions of it.
 
 Renders the demo through the real queues (as `bench/pipeline.py` does), then measures it with
-`engines.quality` and builds the broken cases from the same avatar and speech: audio 5 frames
+`engines.quality.report` and builds the broken cases from the same avatar and speech: audio 5 frames
 late, a frozen mouth, the stock voice instead of the matched one, a blurred mouth, a
 flickering mouth and a face pasted back with a colour cast. Prints one table (which cases are
 flagged, and why) and the report's own cost, cold (models loading) and warm.
@@ -22,13 +22,15 @@ from typing import Any
 
 import soundfile as sf
 
-from engines import quality, quality_cases, quality_voice
-from engines.landmark import AUDIO_RATE, LandmarkEngine
-from engines.media import load_audio
-from jayavatar.demo import DEMO_TEXT, USER, run_demo
+from cli.demo import DEMO_TEXT, USER, run_demo
+from engines.lipsync.landmark import AUDIO_RATE, LandmarkEngine
+from engines.media.video import load_audio
+from engines.quality import report as quality
+from engines.quality import voice as quality_voice
 from jayavatar.settings import Settings
 from storage import build_storage
 from storage.keys import avatar_prefix, voice_prefix
+from tests.support import quality_cases
 
 CASES = ("honest", "shifted", "frozen", "wrong_voice", "blurry", "flicker", "pasted")
 

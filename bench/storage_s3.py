@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from jayavatar.demo import DEMO_TEXT, demo_assets
+from cli.demo import DEMO_TEXT, demo_assets
 from jayavatar.settings import Settings
 from tests.support.s3server import S3Server
 from tests.support.stack import RedisProcess, WorkerProcess, _wait_for, env_python
@@ -40,9 +40,9 @@ LONG_CLIP = """
 import sys
 import numpy as np
 from pathlib import Path
-from engines.demo_assets import astronaut_portrait
-from engines.avatar_prep import photo_motion
-from engines.media import VideoWriter
+from engines.lipsync.demo_assets import astronaut_portrait
+from engines.lipsync.avatar_prep import photo_motion
+from engines.media.video import VideoWriter
 photo = astronaut_portrait(720)
 with VideoWriter(Path(sys.argv[1]), 1280, 720, 25, crf=18, preset="veryfast") as out:
     for frame in photo_motion(photo, 25, 60 * 25):

@@ -23,14 +23,15 @@ import numpy.typing as npt
 import PIL.Image
 import soundfile as sf
 
-from engines import quality_audio, quality_voice
-from engines.alignment import Phone, align
-from engines.demo_assets import make_demo_avatar
-from engines.facetrack import MOUTH_LEFT, MOUTH_RIGHT, FaceMesh, face_scale, lip_aperture
-from engines.landmark import LandmarkEngine
-from engines.media import iter_frames
-from engines.quality_mouth import mouth_report
-from engines.visemes import frame_times, viseme_of
+from engines.lipsync.alignment import Phone, align
+from engines.lipsync.demo_assets import make_demo_avatar
+from engines.lipsync.facetrack import MOUTH_LEFT, MOUTH_RIGHT, FaceMesh, face_scale, lip_aperture
+from engines.lipsync.landmark import LandmarkEngine
+from engines.lipsync.visemes import frame_times, viseme_of
+from engines.media.video import iter_frames
+from engines.quality import audio as quality_audio
+from engines.quality import voice as quality_voice
+from engines.quality.mouth import mouth_report
 from jayavatar.settings import Settings
 
 SCRIPT = (

@@ -19,7 +19,7 @@ import psutil
 import torch
 
 from bench.wav2lip_synth import make_audio, make_avatar, save_weights
-from engines.wav2lip import Wav2LipEngine
+from engines.lipsync.wav2lip import Wav2LipEngine
 from jayavatar.settings import Settings
 
 CONFIGS = [("veryfast", 2), ("superfast", 2), ("ultrafast", 2), ("veryfast", 1)]

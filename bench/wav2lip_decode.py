@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from bench.wav2lip_synth import FPS, make_avatar
-from engines import wav2lip_io
-from engines.avatar_prep import CLIP_CRF, CLIP_PRESET
-from engines.facetrack import FaceTrack
-from engines.wav2lip_blend import face_crop_i420
+from engines.lipsync import wav2lip_io
+from engines.lipsync.avatar_prep import CLIP_CRF, CLIP_PRESET
+from engines.lipsync.facetrack import FaceTrack
+from engines.lipsync.wav2lip_blend import face_crop_i420
 
 
 def timed(frames: Iterator[object], n: int) -> str:

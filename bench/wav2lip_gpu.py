@@ -36,15 +36,16 @@ from numpy.typing import NDArray
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.wav2lip_synth import FPS, make_audio, make_avatar, save_weights
-from engines import media, wav2lip_io
-from engines.facetrack import FaceTrack
-from engines.wav2lip import Wav2LipEngine, reference_boxes, tune_encoder
-from engines.wav2lip_audio import MelFrontEnd, gather_windows
-from engines.wav2lip_blend import composite_i420, face_crop_i420
-from engines.wav2lip_gpu_blend import TorchCompositor
-from engines.wav2lip_io import I420Writer
-from engines.wav2lip_model import Wav2Lip
-from engines.wav2lip_pipeline import Generator
+from engines.lipsync import wav2lip_io
+from engines.lipsync.facetrack import FaceTrack
+from engines.lipsync.wav2lip import Wav2LipEngine, reference_boxes, tune_encoder
+from engines.lipsync.wav2lip_audio import MelFrontEnd, gather_windows
+from engines.lipsync.wav2lip_blend import composite_i420, face_crop_i420
+from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
+from engines.lipsync.wav2lip_io import I420Writer
+from engines.lipsync.wav2lip_model import Wav2Lip
+from engines.lipsync.wav2lip_pipeline import Generator
+from engines.media import video as media
 from jayavatar.settings import Settings
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from engines import media
-from engines.avatar_prep import CLIP_CRF, CLIP_PRESET, CLIP_TUNE
-from engines.facetrack import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, NOSE_BASE, FaceTrack
-from engines.wav2lip_model import Wav2Lip
+from engines.lipsync.avatar_prep import CLIP_CRF, CLIP_PRESET, CLIP_TUNE
+from engines.lipsync.facetrack import FACE_OVAL, MOUTH_LEFT, MOUTH_RIGHT, NOSE_BASE, FaceTrack
+from engines.lipsync.wav2lip_model import Wav2Lip
+from engines.media import video as media
 
 FPS = 25
 NO_FACE_S = (4.0, 4.4)  # a stretch of each clip whose track says "no face" (pass-through)

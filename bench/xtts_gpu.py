@@ -45,9 +45,9 @@ from bench.xtts_report import (
     reference_audio,
     write_reference,
 )
-from engines.xtts import XttsEngine
-from engines.xtts_audio import SAMPLE_RATE
-from engines.xtts_batch import GptDecoder
+from engines.voice.xtts import XttsEngine
+from engines.voice.xtts_audio import SAMPLE_RATE
+from engines.voice.xtts_batch import GptDecoder
 from jayavatar.settings import Settings
 from tests.support.xtts_random import write_random_model
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.text import LANGUAGES
-from engines.xtts_audio import COND_RATE
+from engines.voice.text import LANGUAGES
+from engines.voice.xtts_audio import COND_RATE
 
 CAP_CODES = 108  # about 5 s of speech per sentence (21.5 codes per second)
 RELEASE_VOCAB = 6681

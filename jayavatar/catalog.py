@@ -105,7 +105,7 @@ def _wav2lip(name: str, optional: bool) -> Model:
         f"`jayavatar models import {name} FILE`",
         files=(ModelFile(f"wav2lip/{name}.pth", None, min_size=140_000_000),),
         optional=optional,
-        check="engines.wav2lip_model:verify_checkpoint",
+        check="engines.lipsync.wav2lip_model:verify_checkpoint",
     )
 
 
@@ -132,7 +132,7 @@ XTTS_V2 = Model(
                   "1f69422a8a8f344c4fca2f0c6b8d41d2151d6615b7321e48e6bb15ae949b119c",
                   required=False),
     ),
-    check="engines.xtts_model:verify_folder",
+    check="engines.voice.xtts_model:verify_folder",
 )  # fmt: skip
 
 # S3FD face detector as packaged by the face-alignment project; its name carries the first
@@ -148,16 +148,17 @@ S3FD = Model(
                   sha256_prefix="619a316812", min_size=80_000_000),
     ),
     optional=True,  # the engine may track faces with FaceMesh instead
-    check="engines.s3fd:verify_weights",
+    check="engines.lipsync.s3fd:verify_weights",
 )  # fmt: skip
 
 ENGINES: dict[str, Engine] = {
-    "piper": Engine("piper", "voice", "engines.piper:PiperEngine", "voice", "CPU",
+    "piper": Engine("piper", "voice", "engines.voice.piper:PiperEngine", "voice", "CPU",
                     languages=("en",)),
-    "xtts": Engine("xtts", "voice", "engines.xtts:XttsEngine", "xtts",
+    "xtts": Engine("xtts", "voice", "engines.voice.xtts:XttsEngine", "xtts",
                    "CPU or CUDA (CUDA recommended)", languages=XTTS_LANGUAGES, models=(XTTS_V2,)),
-    "landmark": Engine("landmark", "lipsync", "engines.landmark:LandmarkEngine", "lipsync", "CPU"),
-    "wav2lip": Engine("wav2lip", "lipsync", "engines.wav2lip:Wav2LipEngine", "lipsync",
+    "landmark": Engine("landmark", "lipsync", "engines.lipsync.landmark:LandmarkEngine", "lipsync",
+                       "CPU"),
+    "wav2lip": Engine("wav2lip", "lipsync", "engines.lipsync.wav2lip:Wav2LipEngine", "lipsync",
                       "a CUDA GPU (CPU works, slowly)",
                       models=(_wav2lip("wav2lip_gan", False), _wav2lip("wav2lip", True), S3FD)),
 }  # fmt: skip

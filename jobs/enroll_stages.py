@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from jayavatar.errors import BadInput, UserError
-from jobs.stages import StageContext, claim, finish, run_engine
+from jobs.context import StageContext
+from jobs.stages import claim, finish, run_engine
 from storage.keys import avatar_prefix, voice_prefix
 
 

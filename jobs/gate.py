@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from engines.sniff import Sniffed, image_size, sniff, wav_header
+from engines.media.sniff import Sniffed, image_size, sniff, wav_header
 from jayavatar.errors import BadInput
 from jayavatar.settings import Settings
 

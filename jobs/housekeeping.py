@@ -16,10 +16,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from jobs import reports
+from jobs.context import StageContext
 from jobs.enginehost import EngineHost
 from jobs.liveness import PULSE_S, pulse
 from jobs.reconciler import reconcile
-from jobs.stages import StageContext
 
 log = logging.getLogger(__name__)
 

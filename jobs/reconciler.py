@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 from jayavatar.errors import EngineError, NotFound
+from jobs.context import StageContext
 from jobs.liveness import is_alive
 from jobs.payloads import STAGE_FUNCTIONS
 from jobs.records import Request
-from jobs.stages import StageContext, _enqueue, fail
+from jobs.stages import _enqueue, fail
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from jobs.records import Request
 from storage.keys import avatar_prefix, quality_plot_key, voice_prefix
 
 if TYPE_CHECKING:
-    from jobs.stages import StageContext
+    from jobs.context import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ async def _evaluate(sc: StageContext, tools: EngineHost, req: Request) -> dict[s
     picture = sc.storage.scratch_dir() / "quality.png"
     try:
         report: dict[str, object] = await tools.call(
-            "engines.quality:evaluate_render", (*args, picture), None, None
+            "engines.quality.report:evaluate_render", (*args, picture), None, None
         )
     except (UserError, EngineError, TransientError) as exc:
         log.warning("no quality report for %s: %s", req.id, exc)

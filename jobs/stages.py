@@ -14,19 +14,15 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arq.connections import ArqRedis
-
 from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
-from jayavatar.settings import Settings
-from jobs.accounts import Accounts
 from jobs.completions import announce
-from jobs.enginehost import PROGRESS, EngineHost
+from jobs.context import StageContext
+from jobs.enginehost import PROGRESS
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
-from jobs.records import RecordStore, Request
+from jobs.records import Request
 from jobs.reports import queue_report, unfitted_key
 from jobs.wakeup import enqueue
 from storage.base import Storage
@@ -40,21 +36,6 @@ FROZEN_GAP_S = 5.0
 
 class Abandon(Exception):
     """The request was cancelled or taken over by a newer epoch; stop without writing."""
-
-
-@dataclass
-class StageContext:
-    """What every stage needs, built once per worker."""
-
-    settings: Settings
-    redis: ArqRedis
-    store: RecordStore
-    storage: Storage
-    accounts: Accounts
-    host: EngineHost
-    timeout_s: int
-    #: Names this worker in the requests it claims (`jobs.liveness`).
-    worker_id: str = ""
 
 
 async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
@@ -126,7 +107,9 @@ async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[
     """
     fitted = out.with_name("fitted.mp4")
     try:
-        report = await sc.host.call("engines.fit:fit_to_size", (out, fitted, max_bytes), None, None)
+        report = await sc.host.call(
+            "engines.media.fit:fit_to_size", (out, fitted, max_bytes), None, None
+        )
     except BadInput as exc:
         return out, {"error": str(exc), "bytes": out.stat().st_size}
     return fitted, report

@@ -25,6 +25,7 @@ from jayavatar.errors import EngineError, Misconfigured, NotFound, TransientErro
 from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.accounts import Accounts
+from jobs.context import StageContext
 from jobs.enginehost import EngineHost
 from jobs.hosts import Beacon
 from jobs.housekeeping import Housekeeper
@@ -119,7 +120,7 @@ def _startup(settings: Settings, kind: QueueKind, timeout: int):  # type: ignore
         ctx["beacon"] = beacon
         ctx["beacon_task"] = asyncio.create_task(beacon.run(redis), name="beacon")
         ctx["queue_kind"] = kind
-        ctx["stage"] = sc = stages.StageContext(
+        ctx["stage"] = sc = StageContext(
             settings=settings,
             redis=redis,
             store=RecordStore(redis, settings),
@@ -173,7 +174,7 @@ def _guarded(stage: Stage) -> Stage:
     """Map errors to request states: user and engine errors fail, passing faults retry."""
 
     async def run(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-        sc: stages.StageContext = ctx["stage"]
+        sc: StageContext = ctx["stage"]
         try:
             return await stage(ctx, payload)
         except stages.Abandon as exc:
@@ -197,7 +198,7 @@ def _guarded(stage: Stage) -> Stage:
     return run
 
 
-async def _fail(sc: stages.StageContext, payload: dict[str, Any], exc: BaseException) -> None:
+async def _fail(sc: StageContext, payload: dict[str, Any], exc: BaseException) -> None:
     p = StagePayload.model_validate(payload)
     try:
         req = await sc.store.get(p.request_id)
@@ -206,7 +207,7 @@ async def _fail(sc: stages.StageContext, payload: dict[str, Any], exc: BaseExcep
     await stages.fail(sc, req.model_copy(update={"epoch": p.epoch}), exc)
 
 
-async def _release(sc: stages.StageContext, payload: dict[str, Any]) -> None:
+async def _release(sc: StageContext, payload: dict[str, Any]) -> None:
     # Unclaim so the retried job (same epoch) can claim the request again.
     p = StagePayload.model_validate(payload)
     with contextlib.suppress(NotFound, RedisConnectionError, OSError):

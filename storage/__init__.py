@@ -19,7 +19,8 @@ def build_storage(settings: Settings) -> Storage:
         return LocalStorage(settings.data_dir / "store")
     # Imported here so a local deployment never loads the S3 client.
     from storage.cache import ReadCache
-    from storage.s3 import S3Config, S3Storage
+    from storage.s3 import S3Storage
+    from storage.s3check import S3Config
 
     config = S3Config(
         endpoint_url=settings.s3_endpoint_url,

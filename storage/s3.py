@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +25,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jayavatar.errors import NotFound, TransientError
 from storage.cache import ReadCache, sweep_dead
 from storage.keys import validate_key
-from storage.s3check import check_bucket, is_missing
+from storage.s3check import S3Config, check_bucket, is_missing
 
 MANIFEST = ".manifest"  # not a valid key segment, so no stored key can collide with it
 # Multipart above 64 MiB: each part is retried alone, and S3 shows the object only once complete.
 MULTIPART_BYTES = 64 * 1024**2
 STALE_RETRIES = 3
 CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class S3Config:
-    """Where the bucket is and how to sign requests to it."""
-
-    endpoint_url: str
-    bucket: str
-    region: str
-    access_key_id: str
-    secret_access_key: str
-    prefix: str = ""
-    addressing_style: str = "path"
 
 
 class _Stale(Exception):

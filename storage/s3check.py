@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -14,9 +15,6 @@ from botocore.exceptions import (
 )
 
 from jayavatar.errors import BadInput
-
-if TYPE_CHECKING:
-    from storage.s3 import S3Config
 
 # S3 refuses requests signed more than 15 minutes away from its clock.
 MAX_SKEW_S = 15 * 60
@@ -31,6 +29,19 @@ CREDENTIALS = (
     "AuthorizationHeaderMalformed",
     "InvalidClientTokenId",
 )
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where the bucket is and how to sign requests to it."""
+
+    endpoint_url: str
+    bucket: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
+    prefix: str = ""
+    addressing_style: str = "path"
 
 
 def is_missing(exc: ClientError) -> bool:

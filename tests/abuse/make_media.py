@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from engines.demo_assets import astronaut_portrait
+from engines.lipsync.demo_assets import astronaut_portrait
 
 
 def _video(out: Path, frames: list[np.ndarray], pts: list[int], rate: Fraction) -> None:

@@ -18,7 +18,7 @@ TOKEN = "MTIz.secret-bot-token.do-not-log-4f9a1c"
 PASSWORD = "hunter2-do-not-log"
 # `jayavatar` with the bot command registered, whichever module adds it.
 LAUNCH = (
-    "from jayavatar.cli import main; from jayavatar.bot_cli import bot; "
+    "from cli.main import main; from cli.bot import bot; "
     "main.add_command(bot); main(prog_name='jayavatar')"
 )
 UNREACHABLE = f"redis://:{PASSWORD}@127.0.0.1:9/0"

@@ -94,7 +94,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         shutil.copyfile(face_clip(), outside)
         run_async(stack, lambda c: c.accounts.register("avatar", OWNER, "mine", {}))
         port = free_port()
-        cmd = [str(env_python("core")), "-m", "jayavatar.cli", "api", "--port", str(port)]
+        cmd = [str(env_python("core")), "-m", "cli.main", "api", "--port", str(port)]
         api = subprocess.Popen(cmd, cwd=ROOT, env=stack.env, stdout=subprocess.DEVNULL)
         procs.append(api)
         bot = start_bot(stack, fake, people)
@@ -165,7 +165,7 @@ def via_cli(w: dict[str, Any], case: Case, tmp: Path) -> tuple[str | None, str |
     """`jayavatar KIND add evil FILE`, with its peak memory measured by the kernel."""
     path = tmp / case.filename
     path.write_bytes(case.data())
-    cmd = [str(env_python("core")), "-m", "jayavatar.cli", case.kind, "add", "evil", str(path)]
+    cmd = [str(env_python("core")), "-m", "cli.main", case.kind, "add", "evil", str(path)]
     with (tmp / "out").open("w") as out, (tmp / "err").open("w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=w["stack"].env, stdout=out, stderr=err)
         _pid, status, usage = os.wait4(proc.pid, 0)

@@ -22,7 +22,7 @@ from tests.fakediscord.state import Guild, Interaction, Message, User, World
 from tests.support.stack import ROOT, Stack, env_python
 
 # `jayavatar bot`, in the core environment.
-BOT_COMMAND = ["-m", "jayavatar.cli", "bot"]
+BOT_COMMAND = ["-m", "cli.main", "bot"]
 
 
 @dataclass

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from bot.choices import language_choices
+from cli.models import models as models_cli
+from cli.progress import PLAIN_LINE
 from engines import registry
 from engines.base import no_progress
-from engines.text import CHAR_LIMITS, LANGUAGES
+from engines.voice.text import CHAR_LIMITS, LANGUAGES
 from jayavatar import catalog
 from jayavatar.errors import BadInput, ModelMissing
-from jayavatar.models_cli import models as models_cli
-from jayavatar.progress import PLAIN_LINE
 from jayavatar.settings import Settings
 from jobs.validate import check_language
 from tests.support import tiny_engine

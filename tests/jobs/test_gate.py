@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.sniff import image_size, sniff_bytes
+from engines.media.sniff import image_size, sniff_bytes
 from jayavatar.errors import BadInput
 from jayavatar.settings import Settings
 from jobs.gate import TooLarge, admit, check_declared, receive

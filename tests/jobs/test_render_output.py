@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engines.facetrack import FaceMesh, FaceTrack, lip_aperture
-from engines.media import VideoWriter, iter_frames, load_audio, pingpong_index
-from engines.mouth_warp import warp_mask
+from engines.lipsync.facetrack import FaceMesh, FaceTrack, lip_aperture
+from engines.lipsync.mouth_warp import warp_mask
+from engines.media.video import VideoWriter, iter_frames, load_audio, pingpong_index
 from tests.support.assets import demo_inputs, face_clip
 
 pytestmark = [pytest.mark.env("lipsync"), pytest.mark.timeout(300)]
@@ -160,8 +160,9 @@ def test_only_the_mouth_changes_and_it_moves(rendered: dict[str, Any]) -> None:
     outside, inside, _, worst_tile = frames_against_source(rendered)
     # Outside the mask the render and the untouched reference differ only by x264's choices:
     # rate control spends bits differently once the mouth moves (by a level or two, spread
-    # thin). The engine's own output is bit-identical there (tests/engines/test_landmark.py);
-    # any real change outside the mask would show as a tile far off the reference.
+    # thin). The engine's own output is bit-identical there
+    # (tests/engines/lipsync/test_landmark.py); any real change outside the mask would show as
+    # a tile far off the reference.
     assert float(np.median(outside)) >= 40.0, (
         f"median PSNR outside the mask {np.median(outside):.1f} dB"
     )

@@ -23,7 +23,7 @@ class Measurer:
         self.calls: list[Path] = []
 
     async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
-        assert target == "engines.quality:evaluate_render"
+        assert target == "engines.quality.report:evaluate_render"
         self.calls.append(args[0])
         return {"summary": "measured", "flags": []}
 

@@ -13,7 +13,7 @@ from tests.support.stack import RedisProcess, Stack, env_python
 # Random generator weights with one NaN, saved the way the official training script does.
 WRITE_BROKEN = """
 import sys, torch
-from engines.wav2lip_model import Wav2Lip
+from engines.lipsync.wav2lip_model import Wav2Lip
 torch.manual_seed(0)
 state = {"module." + k: v for k, v in Wav2Lip().state_dict().items()}
 state["module.output_block.1.weight"][0, 0, 0, 0] = float("nan")

@@ -30,7 +30,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def make_s3(server: S3Server, folder: Path, **cache: int) -> Storage:
     """Return an S3 backend on a fresh prefix of the test bucket, caching under `folder`."""
     from storage.cache import ReadCache
-    from storage.s3 import S3Config, S3Storage
+    from storage.s3 import S3Storage
+    from storage.s3check import S3Config
 
     config = S3Config(
         endpoint_url=server.url,

@@ -22,7 +22,8 @@ CHILD = """
 import json, sys
 from pathlib import Path
 from storage.cache import ReadCache
-from storage.s3 import S3Config, S3Storage
+from storage.s3 import S3Storage
+from storage.s3check import S3Config
 args = json.loads(sys.argv[1])
 cache = ReadCache(Path(args["cache"]), 1 << 30, 0)
 store = S3Storage(S3Config(**args["config"]), Path(args["cache"]), cache)

@@ -87,7 +87,7 @@ def test_bad_configuration_is_one_line_at_start_up(
         **bad_env(servers, case),
     }
     done = subprocess.run(
-        [str(env_python(env_name)), "-m", "jayavatar.cli", *args],
+        [str(env_python(env_name)), "-m", "cli.main", *args],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -17,7 +17,7 @@ CACHE = ROOT / ".data" / "test-assets"
 
 def demo_inputs() -> tuple[Path, Path]:
     """Return the demo voice sample and avatar photo, building them once per machine."""
-    from jayavatar.demo import demo_assets
+    from cli.demo import demo_assets
     from jayavatar.settings import Settings
 
     return demo_assets(Settings(data_dir=ROOT / ".data"))
@@ -29,7 +29,8 @@ def face_clip(seconds: float = 2.0, side: int = 256) -> Path:
     if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         code = (
-            "import sys; from pathlib import Path; from engines.demo_assets import make_face_clip; "
+            "import sys; from pathlib import Path; "
+            "from engines.lipsync.demo_assets import make_face_clip; "
             "make_face_clip(Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]))"
         )
         tmp = out.with_name(f"{out.stem}.part.mp4")

@@ -19,7 +19,7 @@ TEXT = "Happy birthday, Sam! I hope this year brings you sunshine, laughter and 
 _SPEAK = """
 import sys
 from pathlib import Path
-from engines.piper import PiperEngine
+from engines.voice.piper import PiperEngine
 from jayavatar.settings import Settings
 sample, out, text = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 engine = PiperEngine(Settings(_env_file=None))
@@ -30,8 +30,8 @@ engine.synthesize(text, "en", out / "voice", out / "speech.wav", lambda f, p: No
 _RENDER = """
 import sys
 from pathlib import Path
-from engines.landmark import LandmarkEngine
-from engines.quality_cases import shift_audio
+from engines.lipsync.landmark import LandmarkEngine
+from tests.support.quality_cases import shift_audio
 from jayavatar.settings import Settings
 clip, speech, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 engine = LandmarkEngine(Settings(_env_file=None))

@@ -98,7 +98,7 @@ class WorkerProcess:
         """Start the worker; by default wait until its engine is built and it polls."""
         _health_client(self.env).delete(_health_key(self.env, self.kind))
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process owns it
-        cmd = [str(env_python(self.kind)), "-m", "jayavatar.cli", "worker", self.kind]
+        cmd = [str(env_python(self.kind)), "-m", "cli.main", "worker", self.kind]
         self.proc = subprocess.Popen(
             cmd,
             env=self.env,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from engines import models as registry
-from engines.xtts_model import coqui
+from engines.voice.xtts_model import coqui
 
 
 def write_random_model(model_dir: Path, vocab_file: Path, **model_args: Any) -> Path:

@@ -1,0 +1,1 @@
+"""Lip-sync engines: a prepared avatar plus speech to a talking video."""

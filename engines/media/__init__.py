@@ -1,0 +1,1 @@
+"""Media files: reading, probing, writing and fitting audio and video."""

@@ -1,0 +1,1 @@
+"""The quality report: sync, voice likeness and picture checks of a render."""

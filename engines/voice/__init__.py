@@ -1,0 +1,1 @@
+"""Voice engines: text to speech in the user's voice."""

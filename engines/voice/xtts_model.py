@@ -1,0 +1,185 @@
+"""Loading XTTS v2 through coqui-tts: the import shim and the release folder.
+
+Used by `engines.voice.xtts` (the engine), its tests and the GPU benchmark; needs torch and
+coqui-tts, which only the xtts environment has.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engines import models as registry
+from jayavatar.errors import ModelMissing
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def coqui() -> types.SimpleNamespace:
+    """Import coqui-tts's XTTS classes once, tolerating a torchaudio without its C++ ops.
+
+    PyPI's x86-64 torchaudio is a CUDA build whose compiled ops (alignment, lfilter) cannot
+    load beside a CPU-only torch. XTTS needs only torchaudio's pure-PyTorch mel and resampling
+    code, so on that failure torchaudio is imported again with the compiled part declared absent.
+    """
+    try:
+        import torchaudio
+    except (OSError, RuntimeError) as exc:  # missing CUDA libraries, or a CUDA version mismatch
+        log.info("torchaudio's compiled ops unavailable (%s); using its pure-PyTorch parts", exc)
+        for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
+            del sys.modules[name]
+        sys.modules["torchaudio._extension"] = _torchaudio_without_ops()
+        import torchaudio  # noqa: F401
+
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models import xtts as xtts_module
+
+    return types.SimpleNamespace(
+        Xtts=xtts_module.Xtts,
+        XttsConfig=XttsConfig,
+        VoiceBpeTokenizer=VoiceBpeTokenizer,
+        legacy_globals=xtts_module._legacy_safe_globals,
+    )
+
+
+def _torchaudio_without_ops() -> types.ModuleType:
+    """Build the stand-in for `torchaudio._extension` that says the compiled ops are absent."""
+    module = types.ModuleType("torchaudio._extension")
+
+    def fail_if_no_align(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("torchaudio's compiled alignment ops are not available")
+
+        return unavailable
+
+    module._IS_TORCHAUDIO_EXT_AVAILABLE = False  # type: ignore[attr-defined]
+    module._IS_ALIGN_AVAILABLE = False  # type: ignore[attr-defined]
+    module.fail_if_no_align = fail_if_no_align  # type: ignore[attr-defined]
+    return module
+
+
+def pick_device(setting: str) -> torch.device:
+    """Resolve the configured device ("auto" takes CUDA when present)."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ModelMissing("JAYAVATAR_DEVICE=cuda but torch sees no CUDA GPU; fix: set it to auto")
+    use_cuda = setting == "cuda" or (setting == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def gpt_dtype(name: str, device: torch.device) -> torch.dtype:
+    """Resolve the GPT's precision: half precision only on CUDA, fp32 on CPU."""
+    dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if name not in dtypes:
+        raise ValueError(f"unknown GPT precision {name!r}; use one of {', '.join(dtypes)}")
+    return dtypes[name] if device.type == "cuda" else torch.float32
+
+
+def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
+    """Load an XTTS model folder through coqui-tts; map every failure to ModelMissing.
+
+    Only the GPT takes `dtype`; the HiFi-GAN vocoder and the speaker encoder stay fp32.
+    """
+    lib = coqui()
+    fix = registry.fix_for(registry.get("xtts_v2"))
+    try:
+        json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        config = lib.XttsConfig()
+        config.load_json(str(model_dir / "config.json"))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelMissing(f"xtts_v2/config.json is unreadable ({exc}); fix: {fix}") from exc
+    try:
+        lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
+    except Exception as exc:  # the tokenizers library raises its own exception types
+        raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
+    model = lib.Xtts(config)
+    # coqui-tts rewrites old-style checkpoints in place; read them without touching the file.
+    model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
+    try:
+        model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise ModelMissing(
+            f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"
+        ) from exc
+    broken = non_finite(model)
+    if broken:
+        raise ModelMissing(
+            f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
+            f"(e.g. {broken[0]}); fix: {fix}"
+        )
+    if not _vocoder_probe_ok(model):
+        raise ModelMissing(
+            f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
+        )
+    model.to(device)
+    model.gpt.to(dtype)
+    return model
+
+
+def _brief(exc: BaseException) -> str:
+    """Shorten torch's load error to one line, wrong shapes first (the key lists run long)."""
+    if "Weights only load failed" in str(exc):
+        return registry.load_error(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines.sort(key=lambda line: not line.startswith("size mismatch"))
+    text = " ".join(lines)
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _vocoder_probe_ok(model: Any) -> bool:
+    """Run the HiFi-GAN vocoder once on a few constant latents (on the CPU); True if finite."""
+    latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1)
+    speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01)
+    with torch.inference_mode():
+        wav = model.hifigan_decoder(latents, g=speaker)
+    return bool(wav.isfinite().all()) and wav.numel() > 0
+
+
+def non_finite(model: torch.nn.Module) -> list[str]:
+    """Return the names of floating-point weights and buffers holding NaN or infinite values."""
+    return [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and not bool(value.isfinite().all())
+    ]
+
+
+def verify_folder(path: Path, fix: str) -> str:
+    """Load a model folder as the worker would, on the CPU (`models import` and `verify`).
+
+    `path` is any file of the folder; `fix` is unused since `load_model` names the fix itself.
+    """
+    load_model(path.parent, torch.device("cpu"))
+    return "strict load, finite weights and vocoder probe ok"
+
+
+def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:
+    """Read the state dict of an XTTS checkpoint with weights-only unpickling."""
+    with legacy_globals():
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+    state: dict[str, Any] = checkpoint["model"]
+    return state
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Identify the weights cheaply: config, size and the ends of model.pth."""
+    digest = hashlib.sha256((model_dir / "config.json").read_bytes())
+    weights = model_dir / "model.pth"
+    size = weights.stat().st_size
+    digest.update(str(size).encode())
+    with weights.open("rb") as handle:
+        digest.update(handle.read(1 << 22))
+        handle.seek(max(0, size - (1 << 22)))
+        digest.update(handle.read(1 << 22))
+    return digest.hexdigest()[:16]
