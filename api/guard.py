@@ -10,9 +10,11 @@ declared length over the cap, then counts the bytes as the app reads them and st
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
+from redis.exceptions import RedisError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +23,7 @@ from api.keys import ApiKey, ApiKeys
 from jayavatar.settings import Settings
 from jobs.gate import size_text
 
+log = logging.getLogger(__name__)
 _UPLOAD = re.compile(r"/v1/(voices|avatars)/[^/]+")
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -39,7 +42,14 @@ class BodyGuard:
             return
         headers = Headers(scope=scope)
         if scope["path"].startswith("/v1/"):
-            key = await self._key(scope, headers)
+            try:
+                key = await self._key(scope, headers)
+            except RedisError as exc:  # the key check needs Redis: an outage is a 503 to retry
+                log.warning(
+                    "Redis unreachable during %s %s: %s", scope["method"], scope["path"], exc
+                )
+                busy = "the service is busy; try again shortly"
+                return await _answer(send, 503, busy, [(b"retry-after", b"5")])
             if key is None:
                 return await _unauthorized(send, headers)
             scope.setdefault("state", {})["api_key"] = key

@@ -14,7 +14,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from jayavatar.errors import BadInput
+from jayavatar.errors import Misconfigured
 
 # S3 refuses requests signed more than 15 minutes away from its clock.
 MAX_SKEW_S = 15 * 60
@@ -50,23 +50,23 @@ def is_missing(exc: ClientError) -> bool:
 
 
 def check_bucket(client: Any, config: S3Config, prefix: str) -> None:
-    """List one key of the bucket; raise `BadInput` naming the setting to fix if that fails."""
+    """List one key of the bucket; raise `Misconfigured` naming the setting to fix if that fails."""
     where = config.endpoint_url or "AWS S3"
     try:
         answer = client.list_objects_v2(Bucket=config.bucket, Prefix=prefix, MaxKeys=1)
     except EndpointConnectionError:
-        raise BadInput(
+        raise Misconfigured(
             f"cannot reach the object store at {where}; check JAYAVATAR_S3_ENDPOINT_URL"
         ) from None
     except NoCredentialsError:
-        raise BadInput(
+        raise Misconfigured(
             "no object store credentials; set JAYAVATAR_S3_ACCESS_KEY_ID and "
             "JAYAVATAR_S3_SECRET_ACCESS_KEY"
         ) from None
     except ClientError as exc:
-        raise BadInput(_refusal(exc, config, where)) from None
+        raise Misconfigured(_refusal(exc, config, where)) from None
     except BotoCoreError as exc:
-        raise BadInput(f"cannot use the object store at {where}: {_short(exc)}") from None
+        raise Misconfigured(f"cannot use the object store at {where}: {_short(exc)}") from None
     _check_clock(answer, where)
 
 
@@ -101,7 +101,7 @@ def _check_clock(answer: dict[str, Any], where: str) -> None:
     except (TypeError, ValueError):
         return
     if skew > MAX_SKEW_S:
-        raise BadInput(
+        raise Misconfigured(
             f"this host's clock is {skew:.0f} s away from the object store's at {where}; "
             "set the clock right (e.g. enable NTP)"
         )

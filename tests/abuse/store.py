@@ -12,8 +12,10 @@ from jobs.client import JobClient
 
 Snapshot = tuple[dict[str, bytes], list[str]]
 #: Keys that tick like a clock whatever users do: the bot's heartbeat is set again every few
-#: seconds (and lapses while it is away), so it is no part of "the store".
+#: seconds (and lapses while it is away), and so is each worker's presence (`jobs.hosts`), so
+#: they are no part of "the store".
 CLOCKS = (":discord:alive",)
+PRESENCE = ":workers:"
 
 
 async def snapshot(client: JobClient, skip: str = "\0") -> Snapshot:
@@ -23,7 +25,7 @@ async def snapshot(client: JobClient, skip: str = "\0") -> Snapshot:
     """
     values: dict[str, bytes] = {}
     async for key in client.redis.scan_iter(match="*"):
-        if skip in _s(key) or _s(key).endswith(CLOCKS):
+        if skip in _s(key) or _s(key).endswith(CLOCKS) or PRESENCE in _s(key):
             continue
         dumped = await client.redis.dump(key)
         if dumped is not None:

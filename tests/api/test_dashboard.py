@@ -301,7 +301,7 @@ async def test_others_requests_are_not_found_pages(
 
 
 async def test_a_request_without_a_picture_shows_none(api: httpx.AsyncClient, alice: str) -> None:
-    made = await api.put("/v1/voices/v", headers=headers(alice), content=b"RIFF" * 10)
+    made = await api.put("/v1/voices/v", headers=headers(alice), content=wav_bytes(3.0))
     rid = made.json()["id"]
     r = await api.get(f"/v1/requests/{rid}/quality.png", headers=headers(alice))
     assert r.status_code == 404 and "no quality picture" in r.text

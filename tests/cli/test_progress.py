@@ -170,7 +170,10 @@ def test_logs_get_plain_lines_in_stage_order(enrolled: Stack, tmp_path: Path) ->
     rid = request_id(done.stderr)
     lines = [line for line in done.stderr.splitlines() if PLAIN_LINE.match(line)]
     stages = [line.split(f"render {rid[:8]}: ", 1)[1] for line in lines]
-    assert stages[0].startswith("queued") and stages[-1] == "done 100%", stages
+    # Stages only move forward; "queued" may not show at all when a worker takes the job at once.
+    order = ("queued", "voice", "lip-sync", "done")
+    ranks = [[s.startswith(name) for name in order].index(True) for s in stages]
+    assert ranks == sorted(ranks) and stages[-1] == "done 100%", stages
     assert any(s.startswith("lip-sync") for s in stages), stages
     assert len(lines) == len(set(lines)) <= 40, "one line per stage or tenth, no repeats"
     assert done.stdout.strip().splitlines()[-1] == str(out)

@@ -95,7 +95,7 @@ def test_bad_configuration_is_one_line_at_start_up(
         timeout=120,
     )
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr  # a setting that cannot work
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert EXPECT[case] in lines[0]
     assert "secret" not in lines[0].lower() or "SECRET_ACCESS_KEY" in lines[0]
