@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio.client import Pipeline
 
+from engines.calls import Evaluate
 from jayavatar.errors import EngineError, NotFound, TransientError, UserError, one_line
 from jayavatar.settings import Settings
 from jobs.enginehost import EngineHost
@@ -94,19 +95,18 @@ async def _evaluate(sc: StageContext, tools: EngineHost, req: Request) -> dict[s
     unfitted = unfitted_key(req.id)
     # Measured on the render before any size-fitting re-encode, which reads as changed background.
     mp4: Path = sc.storage.local_path(unfitted if sc.storage.exists(unfitted) else req.output_key)
-    args = (
+    # The picture is drawn beside the report, from the same measurements.
+    picture = sc.storage.scratch_dir() / "quality.png"
+    call = Evaluate(
         mp4,
         sc.storage.local_path(avatar_prefix(a_owner, a_name)),
         sc.storage.local_path(voice_prefix(v_owner, v_name)),
         req.text,
         req.language,
+        picture,
     )
-    # The picture is drawn beside the report, from the same measurements.
-    picture = sc.storage.scratch_dir() / "quality.png"
     try:
-        report: dict[str, object] = await tools.call(
-            "engines.quality.report:evaluate_render", (*args, picture), None, None
-        )
+        report: dict[str, object] = await tools.call(call, None, None)
     except (UserError, EngineError, TransientError) as exc:
         log.warning("no quality report for %s: %s", req.id, exc)
         report = {"summary": f"not measured: {one_line(exc)}", "flags": []}
