@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from jayavatar.errors import NotFound
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.records import RecordStore, Request
 
 STREAM_MAXLEN = 100_000
@@ -23,7 +24,7 @@ STREAM_MAXLEN = 100_000
 
 def stream_key(settings: Settings) -> str:
     """Return the key of the completion stream."""
-    return settings.prefixed("completions")
+    return keys.completions(settings)
 
 
 def announce(pipe: Pipeline, settings: Settings, req: Request) -> None:
@@ -71,13 +72,13 @@ async def ack(redis: Redis, settings: Settings, group: str, msg_id: str) -> None
 
 async def mark_delivered(redis: Redis, settings: Settings, rid: str, how: str) -> bool:
     """Record that a request's result was delivered; False if it already was."""
-    key = settings.prefixed("delivered", rid)
+    key = keys.delivered(settings, rid)
     return bool(await redis.set(key, how, nx=True, ex=settings.keep_result_s))
 
 
 async def delivered_how(redis: Redis, settings: Settings, rid: str) -> str | None:
     """Return how a request was delivered, or None if it was not."""
-    raw = await redis.get(settings.prefixed("delivered", rid))
+    raw = await redis.get(keys.delivered(settings, rid))
     return raw.decode() if isinstance(raw, bytes) else raw
 
 

@@ -23,6 +23,7 @@ from redis.asyncio.client import Pipeline
 from engines.calls import Evaluate
 from jayavatar.errors import EngineError, NotFound, TransientError, UserError, one_line
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.enginehost import EngineHost
 from jobs.liveness import is_alive
 from jobs.records import Request
@@ -36,12 +37,12 @@ log = logging.getLogger(__name__)
 
 def pending_key(settings: Settings) -> str:
     """Return the key of renders waiting for their report, scored by when they finished."""
-    return settings.prefixed("quality", "pending")
+    return keys.quality_pending(settings)
 
 
 def claim_key(settings: Settings, rid: str) -> str:
     """Return the key naming the worker that measures a render now."""
-    return settings.prefixed("quality", "claim", rid)
+    return keys.quality_claim(settings, rid)
 
 
 def unfitted_key(rid: str) -> str:

@@ -21,6 +21,7 @@ from engines.calls import EngineCall, FitToSize, Render, Synthesize
 from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
 from jobs.completions import announce
 from jobs.context import StageContext
+from jobs.keys import queue_of
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
 from jobs.records import Request
 from jobs.reports import queue_report, unfitted_key
@@ -178,11 +179,7 @@ async def _maybe_forward(sc: StageContext, payload: dict[str, Any]) -> str:
 
 
 async def _enqueue(sc: StageContext, req: Request, stage: str, at: float | None = None) -> None:
-    queue = (
-        sc.settings.lipsync_queue
-        if stage in ("lipsync", "enroll_avatar")
-        else sc.settings.voice_queue
-    )
+    queue = queue_of(sc.settings, stage)
     payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
     await enqueue(sc.redis, STAGE_FUNCTIONS[stage], payload, req.job_id(stage), queue, at)
 
