@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from api.keys import done
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.client import JobClient
 from jobs.completions import CompletionReader
 from jobs.records import Request
@@ -103,9 +104,11 @@ class Metrics:
     async def refresh(self, client: JobClient) -> None:
         """Read the gauges from Redis (called at scrape time)."""
         redis = client.redis
-        for queue in (self.settings.voice_queue, self.settings.lipsync_queue):
+        for queue in keys.queues(self.settings):
             self.queue_depth.labels(queue).set(await redis.zcard(queue))
-            self.workers.labels(queue).set(1 if await redis.exists(f"{queue}:health-check") else 0)
+            self.workers.labels(queue).set(
+                1 if await redis.exists(keys.arq_health_check(queue)) else 0
+            )
         self.active.set(await done(redis.scard(client.store.active_key)))
         self.paused.set(1 if await client.accounts.is_paused() else 0)
 
