@@ -79,6 +79,10 @@ class CompletionReader:
     async def new(self, count: int, block_ms: int) -> list[Completion]:
         """Return entries not read before, waiting up to `block_ms` for the first one."""
         if self.group is None:
+            if self.last == "$":
+                # Pin the end now: reading "$" again later would skip what came in between.
+                newest = await self.redis.xrevrange(self.key, count=1)
+                self.last = _text(newest[0][0]) if newest else "0-0"
             reply = await self.redis.xread({self.key: self.last}, count=count, block=block_ms)
             for _stream, messages in reply or []:
                 if messages:
