@@ -12,7 +12,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider
 CORE_PKGS := jayavatar cli jobs storage bot api
 # Type-checked in the environment that runs them: the core checks the engine table's readers,
 # each engine environment its own engines.
-CORE_ENGINES := engines/base.py engines/registry.py engines/models.py engines/voice/text.py \
+CORE_ENGINES := engines/base.py engines/calls.py engines/registry.py engines/models.py engines/voice/text.py \
 	engines/model_check.py engines/media/sniff.py
 LIPSYNC_PY := engines/lipsync engines/media engines/quality tests/support/quality_cases.py
 VOICE_PY := engines/voice/piper.py engines/voice/match.py engines/voice/demo_voice.py \

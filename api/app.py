@@ -22,23 +22,25 @@ from jobs.client import JobClient
 HERE = Path(__file__).parent
 
 
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Connect Redis and follow the completion stream while the app runs."""
+    settings: Settings = app.state.settings
+    client = await JobClient.connect(settings)
+    app.state.client = client
+    app.state.keys = ApiKeys(client.redis, settings, client.accounts)
+    follower = asyncio.create_task(app.state.metrics.follow(client))
+    try:
+        yield
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await client.close()
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the API for these settings; Redis is connected when the app starts."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = await JobClient.connect(settings)
-        app.state.client = client
-        app.state.keys = ApiKeys(client.redis, settings, client.accounts)
-        follower = asyncio.create_task(app.state.metrics.follow(client))
-        try:
-            yield
-        finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
-            await client.close()
-
     app = FastAPI(
         title="JayAvatar",
         version="1",

@@ -20,6 +20,7 @@ from api.health import readiness
 from api.keys import ApiKey
 from api.renders import API_ORIGIN, owned, view
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
+from jobs import keys
 from jobs.client import JobClient
 from jobs.hosts import list_workers
 from storage.keys import quality_plot_key
@@ -161,9 +162,7 @@ async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[st
     recent = await client.list_requests(who, None, 20, 0)
     return {
         "ready": await readiness(client, settings),
-        "depths": {
-            q: await client.redis.zcard(q) for q in (settings.voice_queue, settings.lipsync_queue)
-        },
+        "depths": {q: await client.redis.zcard(q) for q in keys.queues(settings)},
         "paused": await client.accounts.is_paused(),
         # Host names and GPUs are the operator's business, not every user's.
         "workers": await list_workers(client.redis, settings) if key.admin else [],
@@ -293,4 +292,4 @@ def install(app: FastAPI) -> None:
 
 
 def _queues(settings: Config) -> tuple[str, str]:
-    return (settings.voice_queue, settings.lipsync_queue)
+    return keys.queues(settings)

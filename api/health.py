@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from api.deps import Client, Config
 from api.metrics import Metrics
+from jobs import keys
 
 router = APIRouter(tags=["health"])
 PROBE_TIMEOUT_S = 2.0
@@ -29,9 +30,9 @@ async def readiness(client: Client, settings: Config) -> dict[str, Any]:
         # The client retries through Redis restarts for a minute; a probe must answer now.
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             await client.redis.ping()
-            for queue in (settings.voice_queue, settings.lipsync_queue):
+            for queue in keys.queues(settings):
                 # ARQ rewrites this key every health_check_interval with a short TTL.
-                alive = await client.redis.exists(f"{queue}:health-check")
+                alive = await client.redis.exists(keys.arq_health_check(queue))
                 report["queues"][queue] = "ok" if alive else "no live worker"
     except (RedisError, OSError, TimeoutError) as exc:
         report["redis"] = f"unreachable: {type(exc).__name__}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from jayavatar.errors import NotFound
+from jobs import keys
 from storage.keys import validate_user
 
 if TYPE_CHECKING:
@@ -61,11 +62,11 @@ class ApiKeys:
     def __init__(self, redis: Redis, settings: Settings, accounts: Accounts) -> None:
         self.redis = redis
         self.accounts = accounts
-        self.index_key = settings.prefixed("apikeys")
+        self.index_key = keys.api_keys(settings)
         self.settings = settings
 
     def _record_key(self, key_id: str) -> str:
-        return self.settings.prefixed("apikey", key_id)
+        return keys.api_key(self.settings, key_id)
 
     async def create(
         self, user: str, *, admin: bool = False, label: str = ""

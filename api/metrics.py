@@ -15,8 +15,9 @@ from redis.exceptions import RedisError
 
 from api.keys import done
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.client import JobClient
-from jobs.completions import stream_key
+from jobs.completions import CompletionReader
 from jobs.records import Request
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,11 @@ class Metrics:
     async def refresh(self, client: JobClient) -> None:
         """Read the gauges from Redis (called at scrape time)."""
         redis = client.redis
-        for queue in (self.settings.voice_queue, self.settings.lipsync_queue):
+        for queue in keys.queues(self.settings):
             self.queue_depth.labels(queue).set(await redis.zcard(queue))
-            self.workers.labels(queue).set(1 if await redis.exists(f"{queue}:health-check") else 0)
+            self.workers.labels(queue).set(
+                1 if await redis.exists(keys.arq_health_check(queue)) else 0
+            )
         self.active.set(await done(redis.scard(client.store.active_key)))
         self.paused.set(1 if await client.accounts.is_paused() else 0)
 
@@ -116,27 +119,18 @@ class Metrics:
 
     async def follow(self, client: JobClient) -> None:
         """Observe every request announced on the completion stream until cancelled."""
-        key = stream_key(self.settings)
-        last = "$"
+        stream = CompletionReader(client.redis, self.settings)
         while True:
             try:
-                reply = await client.redis.xread({key: last}, count=100, block=5000)
-                for _stream, messages in reply or []:
-                    for mid, fields in messages:
-                        last = _text(mid)
-                        await self._observe_entry(client, fields)
+                for entry in await stream.new(count=100, block_ms=5000):
+                    await self._observe_entry(client, entry.rid)
             except (RedisError, OSError) as exc:
                 log.warning("metrics: completion stream unreadable, retrying: %s", exc)
                 await asyncio.sleep(2)
 
-    async def _observe_entry(self, client: JobClient, fields: dict[object, object]) -> None:
-        rid = _text(fields.get(b"rid", fields.get("rid", "")))
+    async def _observe_entry(self, client: JobClient, rid: str) -> None:
         try:
             req = await client.store.get(rid)
         except Exception:  # purged before we looked: nothing to count
             return
         self.observe(req)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from redis.exceptions import RedisError
@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from bot.origin import DEFAULT_UPLOAD_LIMIT, Origin
 from bot.posting import Posted, Poster, Skip
 from jayavatar.errors import NotFound
-from jobs.completions import ack, delivered_how, ensure_group, mark_delivered, stream_key
+from jobs.completions import Completion, CompletionReader, delivered_how, mark_delivered
 
 if TYPE_CHECKING:
     from bot.memory import BotMemory
@@ -60,6 +60,7 @@ class Deliverer:
         self.memory = memory
         self.tracker = tracker
         self.poster = Poster(bot, client, memory)
+        self.stream = CompletionReader(self.redis, self.settings, GROUP, CONSUMER)
         self._slots = asyncio.Semaphore(MAX_PARALLEL)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,48 +69,42 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled: replay own pending entries, then follow new ones."""
-        key = stream_key(self.settings)
         next_sweep = 0.0
         while True:
             try:
                 if time.monotonic() >= next_sweep:
                     await self.sweep()
                     next_sweep = time.monotonic() + SWEEP_EVERY_S
-                reply = await self.redis.xreadgroup(
-                    GROUP, CONSUMER, {key: ">"}, count=20, block=int(SWEEP_EVERY_S * 1000)
-                )
+                entries = await self.stream.new(count=20, block_ms=int(SWEEP_EVERY_S * 1000))
             except (RedisError, OSError) as exc:
                 # Redis restarts or blips: wait and read again; nothing is lost (pending entries).
                 log.warning("cannot read the completion stream (%s); retrying", exc)
                 await asyncio.sleep(REDIS_RETRY_S)
                 continue
-            for mid, fields in _entries(reply):
-                self.start(mid, fields)
+            for entry in entries:
+                self.start(entry)
 
     async def sweep(self) -> None:
         """Retry this consumer's pending entries and claim those of consumers long gone."""
-        key = stream_key(self.settings)
-        await ensure_group(self.redis, self.settings, GROUP)
-        start = "0"
+        await self.stream.join()
+        after = "0"
         while True:
-            reply = await self.redis.xreadgroup(GROUP, CONSUMER, {key: start}, count=100)
-            entries = _entries(reply)
-            for mid, fields in entries:
-                self.start(mid, fields)
+            entries = await self.stream.pending(after, count=100)
+            for entry in entries:
+                self.start(entry)
             if len(entries) < 100:
                 break
-            start = entries[-1][0]
-        claimed = await self.redis.xautoclaim(key, GROUP, CONSUMER, CLAIM_IDLE_MS, "0-0", count=100)
-        for mid, fields in claimed[1]:
-            if fields:
-                self.start(_text(mid), {_text(k): _text(v) for k, v in fields.items()})
+            after = entries[-1].id
+        for entry in await self.stream.claim_idle(CLAIM_IDLE_MS, count=100):
+            self.start(entry)
 
-    def start(self, mid: str, fields: dict[str, str]) -> None:
+    def start(self, entry: Completion) -> None:
         """Handle one stream entry in the background, unless already being handled or not due."""
+        mid = entry.id
         if mid in self._in_flight or self._not_before.get(mid, 0.0) > time.monotonic():
             return
         self._in_flight.add(mid)
-        task = asyncio.create_task(self._handle(mid, fields.get("rid", "")))
+        task = asyncio.create_task(self._handle(mid, entry.rid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -136,7 +131,7 @@ class Deliverer:
             how = "purged"
         else:
             how = await self.deliver(req)
-        await ack(self.redis, self.settings, GROUP, mid)
+        await self.stream.ack(mid)
         return how
 
     async def deliver(self, req: Request) -> str:
@@ -193,16 +188,3 @@ class Deliverer:
 
 def _how(target: str, posted: Posted) -> str:
     return target if posted.with_file or not posted.too_large else f"{target}-too-large"
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    out: list[tuple[str, dict[str, str]]] = []
-    for _stream, messages in reply or []:
-        for mid, fields in messages:
-            if fields:
-                out.append((_text(mid), {_text(k): _text(v) for k, v in fields.items()}))
-    return out

@@ -12,6 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from jayavatar.settings import Settings
+from jobs import keys
 
 
 def _text(raw: object) -> str | None:
@@ -29,7 +30,7 @@ class BotMemory:
         self.ttl_s = settings.keep_result_s
 
     def _k(self, *parts: str) -> str:
-        return self.settings.prefixed("discord", *parts)
+        return keys.bot(self.settings, *parts)
 
     async def set_message(self, rid: str, message_id: int) -> None:
         """Remember the id of the reply that shows a request."""

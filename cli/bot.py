@@ -46,8 +46,10 @@ def alive(settings: Settings) -> bool:
     """Tell whether a bot is connected to Discord and delivering (its heartbeat key is fresh)."""
     import redis
 
+    from jobs import keys
+
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=3)
-        return bool(client.exists(settings.prefixed("discord", "alive")))
+        return bool(client.exists(keys.bot(settings, "alive")))
     except (redis.RedisError, OSError):
         return False

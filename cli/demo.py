@@ -146,8 +146,10 @@ async def _enroll_and_render(
 def _wait_ready(settings: Settings, workers: Workers, timeout_s: float = 180) -> None:
     import redis
 
+    from jobs.keys import arq_health_check, queues
+
     conn = redis.Redis.from_url(settings.redis_url)
-    keys = [f"{settings.voice_queue}:health-check", f"{settings.lipsync_queue}:health-check"]
+    keys = [arq_health_check(q) for q in queues(settings)]
     conn.delete(*keys)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -190,8 +190,33 @@ def _about(exc: UserError, path: Path) -> UserError:
 
 def _asset_group(kind: str) -> click.Group:
     group = click.Group(name=kind, help=f"Enroll, list and remove {kind}s.")
+    group.add_command(_asset_add(kind))
 
-    @group.command("add")
+    @group.command("list")
+    @click.pass_obj
+    def list_(settings: Settings) -> None:
+        async def work(client: Any) -> Any:
+            return await client.accounts.usable(kind, CLI_USER)
+
+        for asset in run_client(settings, work):
+            click.echo(f"{asset.ref}\t{json.dumps(asset.meta, sort_keys=True)}")
+
+    @group.command("remove")
+    @click.argument("name")
+    @click.pass_obj
+    def remove(settings: Settings, name: str) -> None:
+        async def work(client: Any) -> Any:
+            return await client.accounts.remove(kind, CLI_USER, name)
+
+        click.echo(f"removed {kind} {name!r} ({run_client(settings, work)} files)")
+
+    list_.help = f"List your {kind}s."
+    remove.help = f"Delete a {kind} and all its files."
+    return group
+
+
+def _asset_add(kind: str) -> click.Command:
+    @click.command("add")
     @click.argument("name")
     @click.argument("path", type=click.Path(path_type=Path))
     @click.option("--replace", is_flag=True, help=f"Overwrite an existing {kind} of that name.")
@@ -216,28 +241,8 @@ def _asset_group(kind: str) -> click.Group:
         done = run_client(settings, work)
         click.echo(f"{kind} {done.name!r} ready: {json.dumps(done.result, sort_keys=True)}")
 
-    @group.command("list")
-    @click.pass_obj
-    def list_(settings: Settings) -> None:
-        async def work(client: Any) -> Any:
-            return await client.accounts.usable(kind, CLI_USER)
-
-        for asset in run_client(settings, work):
-            click.echo(f"{asset.ref}\t{json.dumps(asset.meta, sort_keys=True)}")
-
-    @group.command("remove")
-    @click.argument("name")
-    @click.pass_obj
-    def remove(settings: Settings, name: str) -> None:
-        async def work(client: Any) -> Any:
-            return await client.accounts.remove(kind, CLI_USER, name)
-
-        click.echo(f"removed {kind} {name!r} ({run_client(settings, work)} files)")
-
     add.help = f"Enroll a {kind} NAME from a file at PATH."
-    list_.help = f"List your {kind}s."
-    remove.help = f"Delete a {kind} and all its files."
-    return group
+    return add
 
 
 main.add_command(_asset_group("voice"))
@@ -328,8 +333,9 @@ def _register() -> None:
     """Add the commands that live in their own modules (imported lazily by click on use)."""
     from cli.apikeys import api, apikey
     from cli.bot import bot
+    from cli.doctor import doctor
     from cli.evaluate import eval_cmd
-    from cli.models import doctor, models
+    from cli.models import models
 
     for command in (api, apikey, bot, doctor, eval_cmd, models):
         main.add_command(command)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from jayavatar import ids
 from jayavatar.errors import BadInput, Forbidden, NotFound
 from jayavatar.settings import Settings
+from jobs import keys
 from storage.base import Storage
 from storage.keys import avatar_prefix, validate_name, validate_user, voice_prefix
 
@@ -71,7 +72,7 @@ class Accounts:
         self.storage = storage
 
     def _k(self, *parts: str) -> str:
-        return self.settings.prefixed(*parts)
+        return keys.account(self.settings, *parts)
 
     # Assets -------------------------------------------------------------------------------
 

@@ -22,11 +22,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jayavatar.errors import BadInput, Forbidden, NotFound, TransientError
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.accounts import Accounts, AssetKind
-from jobs.completions import announce, ensure_group, stream_key
+from jobs.completions import CompletionReader, announce
 from jobs.gate import admit
+from jobs.keys import queue_of
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
-from jobs.queues import FIRST_STAGE, position, queue_of, withdraw
+from jobs.queues import FIRST_STAGE, position, withdraw
 from jobs.records import Kind, RecordStore, Request, new_request_id
 from jobs.stages import cleanup
 from jobs.validate import check_language, clean_text
@@ -262,27 +264,23 @@ class JobClient:
 
     async def wait(self, rid: str, timeout_s: float) -> Request:
         """Wait until a request is final, reading the completion stream with a consumer group."""
-        group = f"wait-{uuid.uuid4().hex}"
-        key = stream_key(self.settings)
+        stream = CompletionReader(self.redis, self.settings, f"wait-{uuid.uuid4().hex}", "cli")
         async with _redis_errors(self.settings):
-            await ensure_group(self.redis, self.settings, group, start="$")
+            await stream.join(start="$")
             try:
                 deadline = time.monotonic() + timeout_s
                 while time.monotonic() < deadline:
                     req = await self.get(rid)
                     if req.final:
                         return req
-                    reply = await self.redis.xreadgroup(
-                        group, "cli", {key: ">"}, count=100, block=1000
-                    )
-                    for _stream, messages in reply or []:
-                        for mid, _fields in messages:
-                            await self.redis.xack(key, group, mid)
+                    # Any completion wakes the waiter, which then reads its own request's record.
+                    entries = await stream.new(count=100, block_ms=1000)
+                    await stream.ack(*(entry.id for entry in entries))
                 raise TransientError(
                     f"request {rid} is still {(await self.get(rid)).state} after {timeout_s:.0f} s"
                 )
             finally:
-                await self.redis.xgroup_destroy(key, group)
+                await stream.leave()
 
     # Changing -----------------------------------------------------------------------------
 
@@ -361,11 +359,11 @@ class JobClient:
             for stage in STAGE_FUNCTIONS:
                 for epoch in range(1, req.epoch + 1):
                     job = f"{stage}:{req.id}:{epoch}"
-                    await self.redis.zrem(self.settings.voice_queue, job)
-                    await self.redis.zrem(self.settings.lipsync_queue, job)
-                    doomed += [f"arq:job:{job}", f"arq:result:{job}", f"arq:retry:{job}"]
+                    for queue in keys.queues(self.settings):
+                        await self.redis.zrem(queue, job)
+                    doomed += [keys.arq_job(job), keys.arq_result(job), keys.arq_retry(job)]
         rids = {req.id for req in purged}
-        async for raw in self.redis.scan_iter(match=self.settings.prefixed("*"), count=1000):
+        async for raw in self.redis.scan_iter(match=keys.everything(self.settings), count=1000):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
             if key.rsplit(":", 1)[-1] in rids:
                 doomed.append(key)

@@ -9,7 +9,6 @@ Cancelling the call kills the child; the next call starts a fresh one.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import multiprocessing as mp
 import os
@@ -20,8 +19,9 @@ import traceback
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from engines.calls import EngineCall
 from jayavatar import errors
 from jayavatar.settings import Settings
 
@@ -31,15 +31,15 @@ EngineKind = Literal["voice", "lipsync"]
 Progress = Callable[[float, str], Awaitable[None]]
 Check = Callable[[], Awaitable[None]]
 PROGRESS_EVERY_S = 0.25
-#: Put this in a call's arguments where the engine expects its progress callback.
-PROGRESS = "<progress>"
+R = TypeVar("R")
 
 
 class EngineHost:
     """One child process holding one engine; calls are serialised.
 
-    With `engine=False` the child builds no engine and runs only `module:function` targets at a
-    lower CPU priority: after-delivery work (quality reports) that must not slow a render.
+    With `engine=False` the child builds no engine and runs only tool calls (those that need no
+    engine, such as `engines.calls.Evaluate`) at a lower CPU priority: after-delivery work
+    (quality reports) that must not slow a render.
     """
 
     def __init__(self, settings: Settings, kind: EngineKind, engine: bool = True) -> None:
@@ -75,9 +75,9 @@ class EngineHost:
         log.info("%s engine ready in process %s", self.kind, proc.pid)
 
     async def call(
-        self, target: str, args: tuple[Any, ...], progress: Progress | None, check: Check | None
-    ) -> Any:
-        """Run `target` (engine method name or `module:function`) in the child; return its result.
+        self, call: EngineCall[Any, R], progress: Progress | None, check: Check | None
+    ) -> R:
+        """Run `call` (see `engines.calls`) in the child; return its result.
 
         `progress` receives the engine's reports; `check` runs about once a second and may raise to
         abandon the call (the child is then killed).
@@ -85,9 +85,10 @@ class EngineHost:
         async with self._lock:
             await self.start()
             assert self._conn is not None
-            self._conn.send(("call", target, args))
+            self._conn.send(("call", call))
             try:
-                return await self._receive(progress, check)
+                result: R = await self._receive(progress, check)
+                return result
             except errors.UserError as exc:
                 # A refusal the child answered is no fault of the child: keep it, so refused
                 # uploads cannot make the worker rebuild its engine again and again.
@@ -161,19 +162,16 @@ def _serve(conn: Connection, settings: Settings, kind: EngineKind, build: bool =
     _send(conn, ("ready", getattr(engine, "name", "tools")))
     while True:
         try:
-            _tag, target, args = conn.recv()
+            _tag, call = conn.recv()
         except (EOFError, OSError):
             return
-        func = _resolve(engine, target)
-        report = _throttled(conn)
-        args = tuple(report if isinstance(a, str) and a == PROGRESS else a for a in args)
         try:
-            result = func(*args)
+            result = call.run(engine, _throttled(conn))
         except _Orphaned:
             os._exit(0)
         except BaseException as exc:
             if not isinstance(exc, errors.UserError):
-                log.error("engine call %s failed:\n%s", target, traceback.format_exc())
+                log.error("engine call %s failed:\n%s", call.step, traceback.format_exc())
             _send(conn, ("err", _kind(exc), _message(exc)))
             continue
         _send(conn, ("ok", result))
@@ -226,13 +224,6 @@ def cap_memory(settings: Settings, kind: EngineKind) -> int:
         cap = min(cap, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     return cap
-
-
-def _resolve(engine: Any, target: str) -> Callable[..., Any]:
-    if ":" in target:
-        module, name = target.split(":", 1)
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    return getattr(engine, target)  # type: ignore[no-any-return]
 
 
 def _throttled(conn: Connection) -> Callable[[float, str], None]:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from engines.calls import Enroll, Prepare
 from jayavatar.errors import BadInput, UserError
 from jobs.context import StageContext
 from jobs.stages import claim, finish, run_engine
@@ -41,9 +42,11 @@ async def _enroll(ctx: dict[str, Any], payload: dict[str, Any], kind: str) -> st
                 "enroll again with replace to overwrite it"
             )
         source = sc.storage.local_path(req.upload_key)
-        method = "enroll" if kind == "voice" else "prepare"
+        call = Enroll if kind == "voice" else Prepare
         try:
-            out, meta = await run_engine(sc, req, method, (source, "{out}/asset"), "asset")
+            out, meta = await run_engine(
+                sc, req, lambda scratch: call(source, scratch / "asset"), "asset"
+            )
         except UserError as exc:
             # The stored name (source.mp4) means nothing to the sender; fronts name their file.
             raise type(exc)(str(exc).replace(source.name, "the file")) from exc

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from jayavatar.settings import Settings
+from jobs import keys
 
 BEATS_TO_EXPIRE = 3
 
@@ -51,7 +52,7 @@ class Beacon:
         self.settings = settings
         self.kind = kind
         self.host = settings.worker_name or socket.gethostname()
-        self.key = settings.prefixed("workers", f"{self.host}:{os.getpid()}")
+        self.key = keys.worker_presence(settings, f"{self.host}:{os.getpid()}")
         self.interval = settings.health_check_interval_s
         engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
         self.fixed = {
@@ -100,12 +101,13 @@ class Beacon:
 
 async def list_workers(redis: Any, settings: Settings) -> list[dict[str, Any]]:
     """Return every live worker's presence, by host then kind, with `beat_age_s` added."""
-    keys = [k async for k in redis.scan_iter(match=settings.prefixed("workers", "*"), count=200)]
-    if not keys:
+    pattern = keys.worker_presence(settings, "*")
+    found_keys = [k async for k in redis.scan_iter(match=pattern, count=200)]
+    if not found_keys:
         return []
     now = time.time()
     found = []
-    for raw in await redis.mget(keys):
+    for raw in await redis.mget(found_keys):
         if raw is None:
             continue  # expired between the scan and the read
         try:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from jobs import reports
 from jobs.context import StageContext
 from jobs.enginehost import EngineHost
+from jobs.keys import worker_queue
 from jobs.liveness import PULSE_S, pulse
 from jobs.reconciler import reconcile
 
@@ -87,7 +88,7 @@ class Housekeeper:
             await self.report_once()
 
     def _queue(self) -> str:
-        return self.sc.settings.lipsync_queue if self.lipsync else self.sc.settings.voice_queue
+        return worker_queue(self.sc.settings, self.lipsync)
 
     async def idle(self) -> bool:
         """Tell whether this worker runs no job and none is ready in its queue."""

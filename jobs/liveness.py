@@ -14,6 +14,7 @@ import uuid
 from redis.asyncio import Redis
 
 from jayavatar.settings import Settings
+from jobs import keys
 
 #: How often a worker refreshes its key, and how long the key outlives the last refresh.
 PULSE_S = 1.0
@@ -27,7 +28,7 @@ def new_worker_id() -> str:
 
 def alive_key(settings: Settings, worker_id: str) -> str:
     """Return the key that exists while a worker is alive."""
-    return settings.prefixed("worker", worker_id, "alive")
+    return keys.worker_alive(settings, worker_id)
 
 
 async def pulse(redis: Redis, settings: Settings, worker_id: str) -> None:

@@ -12,16 +12,12 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 
 from jayavatar.settings import Settings
+from jobs import keys
+from jobs.keys import queue_of
 from jobs.payloads import STAGE_FUNCTIONS
 from jobs.records import RecordStore, Request
 
 FIRST_STAGE = {"render": "voice", "voice_enroll": "enroll_voice", "avatar_enroll": "enroll_avatar"}
-LIPSYNC_STAGES = frozenset({"lipsync", "enroll_avatar"})
-
-
-def queue_of(settings: Settings, stage: str) -> str:
-    """Return the ARQ queue a stage runs on."""
-    return settings.lipsync_queue if stage in LIPSYNC_STAGES else settings.voice_queue
 
 
 def waiting_stage(req: Request) -> str | None:
@@ -63,11 +59,11 @@ async def withdraw(redis: ArqRedis, settings: Settings, req: Request) -> bool:
     removed = False
     for stage in STAGE_FUNCTIONS:
         job = req.job_id(stage)
-        if await redis.exists(f"arq:in-progress:{job}"):
+        if await redis.exists(keys.arq_in_progress(job)):
             continue
         async with redis.pipeline(transaction=True) as pipe:
             pipe.zrem(queue_of(settings, stage), job)
-            pipe.delete(f"arq:job:{job}", f"arq:retry:{job}")
+            pipe.delete(keys.arq_job(job), keys.arq_retry(job))
             gone, _deleted = await pipe.execute()
         removed = removed or bool(gone)
     return removed

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from jayavatar.errors import EngineError, NotFound
+from jobs import keys
 from jobs.context import StageContext
+from jobs.keys import LIPSYNC_STAGES
 from jobs.liveness import is_alive
 from jobs.payloads import STAGE_FUNCTIONS
 from jobs.records import Request
@@ -32,7 +34,6 @@ STAGE_OF = {
     ("avatar_enroll", "queued"): "enroll_avatar",
     ("avatar_enroll", "enroll"): "enroll_avatar",
 }
-LIPSYNC_STAGES = frozenset({"lipsync", "enroll_avatar"})
 GRACE_S = 10.0
 
 
@@ -53,7 +54,7 @@ async def reconcile(ctx: dict[str, Any], drop_dead: bool = True) -> int:
         if await _unstick(sc, req, stage):
             fixed += 1
     if drop_dead:
-        queue = sc.settings.lipsync_queue if mine_lipsync else sc.settings.voice_queue
+        queue = keys.worker_queue(sc.settings, mine_lipsync)
         await drop_dead_jobs(sc, queue)
     return fixed
 
@@ -72,7 +73,7 @@ async def drop_dead_jobs(sc: StageContext, queue: str) -> int:
         rid, _, epoch = rest.partition(":")
         if stage not in STAGE_FUNCTIONS or not epoch.isdigit():
             continue  # not one of ours (e.g. a cron job)
-        if not await sc.redis.exists(f"arq:in-progress:{job}"):
+        if not await sc.redis.exists(keys.arq_in_progress(job)):
             continue  # a worker will pick it up and skip it in a moment
         try:
             req: Request | None = await sc.store.get(rid)
@@ -81,7 +82,7 @@ async def drop_dead_jobs(sc: StageContext, queue: str) -> int:
         if req is not None and not req.final and req.epoch == int(epoch):
             continue
         await sc.redis.zrem(queue, job)
-        await sc.redis.delete(f"arq:job:{job}", f"arq:in-progress:{job}", f"arq:retry:{job}")
+        await sc.redis.delete(keys.arq_job(job), keys.arq_in_progress(job), keys.arq_retry(job))
         dropped += 1
     if dropped:
         log.warning("dropped %s stuck jobs of finished requests from %s", dropped, queue)
@@ -137,5 +138,5 @@ async def _worker_gone(sc: StageContext, req: Request) -> bool:
 
 
 async def _job_alive(sc: StageContext, job_id: str) -> bool:
-    keys = (f"arq:job:{job_id}", f"arq:in-progress:{job_id}", f"arq:retry:{job_id}")
-    return bool(await sc.redis.exists(*keys))
+    found = (keys.arq_job(job_id), keys.arq_in_progress(job_id), keys.arq_retry(job_id))
+    return bool(await sc.redis.exists(*found))

@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 
 from jayavatar.errors import NotFound
 from jayavatar.settings import Settings
+from jobs import keys
 from storage.keys import validate_request_id
 
 Kind = Literal["render", "voice_enroll", "avatar_enroll"]
@@ -96,20 +97,20 @@ class RecordStore:
 
     def key(self, rid: str) -> str:
         """Return the Redis key of a request record."""
-        return self.settings.prefixed("req", rid)
+        return keys.request(self.settings, rid)
 
     @property
     def active_key(self) -> str:
         """Return the key of the set of requests not yet final."""
-        return self.settings.prefixed("active")
+        return keys.active(self.settings)
 
     def user_key(self, user: str) -> str:
         """Return the key of a user's requests, scored by creation time."""
-        return self.settings.prefixed("user", user, "reqs")
+        return keys.user_requests(self.settings, user)
 
     def user_active_key(self, user: str) -> str:
         """Return the key of a user's requests not yet final."""
-        return self.settings.prefixed("user", user, "active")
+        return keys.user_active(self.settings, user)
 
     async def active_count(self, user: str) -> int:
         """Return how many of a user's requests are not yet final."""
@@ -118,7 +119,7 @@ class RecordStore:
     @property
     def all_key(self) -> str:
         """Return the key of all requests, scored by creation time."""
-        return self.settings.prefixed("reqs")
+        return keys.all_requests(self.settings)
 
     async def create(self, req: Request) -> None:
         """Store a new request and index it."""

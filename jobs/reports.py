@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio.client import Pipeline
 
+from engines.calls import Evaluate
 from jayavatar.errors import EngineError, NotFound, TransientError, UserError, one_line
 from jayavatar.settings import Settings
+from jobs import keys
 from jobs.enginehost import EngineHost
 from jobs.liveness import is_alive
 from jobs.records import Request
@@ -35,12 +37,12 @@ log = logging.getLogger(__name__)
 
 def pending_key(settings: Settings) -> str:
     """Return the key of renders waiting for their report, scored by when they finished."""
-    return settings.prefixed("quality", "pending")
+    return keys.quality_pending(settings)
 
 
 def claim_key(settings: Settings, rid: str) -> str:
     """Return the key naming the worker that measures a render now."""
-    return settings.prefixed("quality", "claim", rid)
+    return keys.quality_claim(settings, rid)
 
 
 def unfitted_key(rid: str) -> str:
@@ -94,19 +96,18 @@ async def _evaluate(sc: StageContext, tools: EngineHost, req: Request) -> dict[s
     unfitted = unfitted_key(req.id)
     # Measured on the render before any size-fitting re-encode, which reads as changed background.
     mp4: Path = sc.storage.local_path(unfitted if sc.storage.exists(unfitted) else req.output_key)
-    args = (
+    # The picture is drawn beside the report, from the same measurements.
+    picture = sc.storage.scratch_dir() / "quality.png"
+    call = Evaluate(
         mp4,
         sc.storage.local_path(avatar_prefix(a_owner, a_name)),
         sc.storage.local_path(voice_prefix(v_owner, v_name)),
         req.text,
         req.language,
+        picture,
     )
-    # The picture is drawn beside the report, from the same measurements.
-    picture = sc.storage.scratch_dir() / "quality.png"
     try:
-        report: dict[str, object] = await tools.call(
-            "engines.quality.report:evaluate_render", (*args, picture), None, None
-        )
+        report: dict[str, object] = await tools.call(call, None, None)
     except (UserError, EngineError, TransientError) as exc:
         log.warning("no quality report for %s: %s", req.id, exc)
         report = {"summary": f"not measured: {one_line(exc)}", "flags": []}

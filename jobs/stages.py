@@ -13,14 +13,15 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from engines.calls import EngineCall, FitToSize, Render, Synthesize
 from jayavatar.errors import BadInput, EngineError, NotFound, TransientError, UserError, one_line
 from jobs.completions import announce
 from jobs.context import StageContext
-from jobs.enginehost import PROGRESS
+from jobs.keys import queue_of
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
 from jobs.records import Request
 from jobs.reports import queue_report, unfitted_key
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 # A tick this late means the whole process was frozen, not that the engine was slow.
 FROZEN_GAP_S = 5.0
+R = TypeVar("R")
 
 
 class Abandon(Exception):
@@ -48,8 +50,13 @@ async def voice_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
     if not sc.storage.exists(key):
         owner, name = req.voice.split("/", 1)
         voice_dir = _asset_dir(sc, voice_prefix(owner, name), "voice", req.voice)
-        args = (req.text, req.language, voice_dir, "{out}/speech.wav", PROGRESS)
-        out, _seconds = await run_engine(sc, req, "synthesize", args, "speech.wav")
+        text, language = req.text, req.language
+        out, _seconds = await run_engine(
+            sc,
+            req,
+            lambda scratch: Synthesize(text, language, voice_dir, scratch / "speech.wav"),
+            "speech.wav",
+        )
         sc.storage.put_file(key, out)
         shutil.rmtree(out.parent, ignore_errors=True)
     started = req.started_at
@@ -80,8 +87,14 @@ async def lipsync_stage(ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         if not speech.is_file():
             raise TransientError("the speech of this request is missing; redoing the voice stage")
         meta = provenance(req)
-        args = (avatar_dir, speech, "{out}/render.mp4", PROGRESS, meta, req.text, req.language)
-        rendered, stats = await run_engine(sc, req, "render", args, "render.mp4")
+        rendered, stats = await run_engine(
+            sc,
+            req,
+            lambda scratch: Render(
+                avatar_dir, speech, scratch / "render.mp4", meta, req.text, req.language
+            ),
+            "render.mp4",
+        )
         out = rendered
         if req.max_bytes and out.stat().st_size > req.max_bytes:
             out, stats["fit"] = await _fit(sc, out, req.max_bytes)
@@ -107,9 +120,7 @@ async def _fit(sc: StageContext, out: Path, max_bytes: int) -> tuple[Path, dict[
     """
     fitted = out.with_name("fitted.mp4")
     try:
-        report = await sc.host.call(
-            "engines.media.fit:fit_to_size", (out, fitted, max_bytes), None, None
-        )
+        report = await sc.host.call(FitToSize(out, fitted, max_bytes), None, None)
     except BadInput as exc:
         return out, {"error": str(exc), "bytes": out.stat().st_size}
     return fitted, report
@@ -168,35 +179,32 @@ async def _maybe_forward(sc: StageContext, payload: dict[str, Any]) -> str:
 
 
 async def _enqueue(sc: StageContext, req: Request, stage: str, at: float | None = None) -> None:
-    queue = (
-        sc.settings.lipsync_queue
-        if stage in ("lipsync", "enroll_avatar")
-        else sc.settings.voice_queue
-    )
+    queue = queue_of(sc.settings, stage)
     payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
     await enqueue(sc.redis, STAGE_FUNCTIONS[stage], payload, req.job_id(stage), queue, at)
 
 
 async def run_engine(
-    sc: StageContext, req: Request, target: str, args: tuple[Any, ...], name: str
-) -> tuple[Path, Any]:
-    """Run an engine call in a scratch folder with heartbeat, cancel checks and a timeout."""
+    sc: StageContext, req: Request, make: Callable[[Path], EngineCall[Any, R]], name: str
+) -> tuple[Path, R]:
+    """Run the call `make` builds for a scratch folder, with heartbeat, cancel checks, a timeout.
+
+    Returns the scratch folder's `name` (the call's output) and the call's result.
+    """
     scratch = sc.storage.scratch_dir()
-    args = tuple(
-        Path(str(a).format(out=scratch)) if isinstance(a, str) and "{out}" in a else a for a in args
-    )
+    call = make(scratch)
     started = time.monotonic()
     try:
-        result = await _bounded(
-            sc.host.call(target, args, _progress(sc, req), _check(sc, req)), sc.timeout_s
+        result: R = await _bounded(
+            sc.host.call(call, _progress(sc, req), _check(sc, req)), sc.timeout_s
         )
     except TimeoutError:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise EngineError(f"the {target} step took longer than {sc.timeout_s} s") from None
+        raise EngineError(f"the {call.step} step took longer than {sc.timeout_s} s") from None
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    await sc.store.update(req.id, _timing(req.epoch, f"{target}_s", time.monotonic() - started))
+    await sc.store.update(req.id, _timing(req.epoch, f"{call.step}_s", time.monotonic() - started))
     return scratch / name, result
 
 

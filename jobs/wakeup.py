@@ -18,6 +18,8 @@ from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from jobs.keys import wake_key
+
 log = logging.getLogger(__name__)
 
 #: The longest an idle worker sleeps without a token (deferred retries become due meanwhile).
@@ -25,11 +27,6 @@ IDLE_WAIT_S = 0.5
 MAX_TOKENS = 64
 #: How far back a job may be placed in its queue (`at`); ARQ's job key expiry needs a bound.
 MAX_BACKDATE_S = 3600.0
-
-
-def wake_key(queue: str) -> str:
-    """Return the key of the wake-up list beside an ARQ queue."""
-    return f"{queue}:wake"
 
 
 async def enqueue(

@@ -29,6 +29,7 @@ from jobs.context import StageContext
 from jobs.enginehost import EngineHost
 from jobs.hosts import Beacon
 from jobs.housekeeping import Housekeeper
+from jobs.keys import worker_queue
 from jobs.liveness import new_worker_id, pulse
 from jobs.payloads import StagePayload
 from jobs.records import RecordStore
@@ -81,13 +82,12 @@ def build_worker(settings: Settings, kind: QueueKind, burst: bool = False) -> Wo
             ("voice_stage", stages.voice_stage),
             ("enroll_voice_stage", enroll_stages.enroll_voice_stage),
         ]
-        queue = settings.voice_queue
     else:
         jobs = [
             ("lipsync_stage", stages.lipsync_stage),
             ("enroll_avatar_stage", enroll_stages.enroll_avatar_stage),
         ]
-        queue = settings.lipsync_queue
+    queue = worker_queue(settings, kind == "lipsync")
     # ARQ's own timeout is a backstop: the stage enforces `timeout` itself and fails the request.
     functions = [func(_guarded(stage), name=name, timeout=timeout + 30) for name, stage in jobs]  # type: ignore[arg-type]
     return WakeWorker(

@@ -127,28 +127,7 @@ def in_thread(items: Iterator[T], depth: int) -> Iterator[T]:
     """
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-
-    def put(entry: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                q.put(entry, timeout=WAIT_S * 100)
-                return True
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("end", None))
-        except BaseException as exc:
-            put(("error", exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="decode", daemon=True)
+    thread = threading.Thread(target=_produce, args=(items, q, stop), name="decode", daemon=True)
     thread.start()
     try:
         while True:
@@ -161,6 +140,29 @@ def in_thread(items: Iterator[T], depth: int) -> Iterator[T]:
     finally:
         stop.set()
         thread.join()
+
+
+def _produce(items: Iterator[T], q: queue.Queue[tuple[str, Any]], stop: threading.Event) -> None:
+    """Feed `items` into `q` until they end, fail, or `stop` is set; then close them."""
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                q.put(entry, timeout=WAIT_S * 100)
+                return True
+        return False
+
+    try:
+        for item in items:
+            if not put(("item", item)):
+                return
+        put(("end", None))
+    except BaseException as exc:
+        put(("error", exc))
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _stack(crops: list[U8]) -> U8:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.models import doctor, models, run_doctor
+from cli.doctor import doctor, run_doctor
+from cli.models import models
 from cli.progress import PLAIN_LINE
 from engines import models as registry
 from jayavatar import catalog

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engines.calls import EngineCall, Evaluate
 from jayavatar.settings import Settings
 from jobs import reports, stages
 from jobs.client import JobClient
@@ -22,9 +23,9 @@ class Measurer:
     def __init__(self) -> None:
         self.calls: list[Path] = []
 
-    async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
-        assert target == "engines.quality.report:evaluate_render"
-        self.calls.append(args[0])
+    async def call(self, call: EngineCall[Any, Any], *_hooks: Any) -> Any:
+        assert isinstance(call, Evaluate)
+        self.calls.append(call.mp4)
         return {"summary": "measured", "flags": []}
 
 

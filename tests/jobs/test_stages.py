@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from engines.calls import EngineCall, Enroll, Render, Synthesize
 from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.client import JobClient
@@ -67,19 +68,19 @@ class CancellingHost:
         self.client = client
         self.rid = ""
 
-    async def call(self, target: str, args: tuple[Any, ...], *_hooks: Any) -> Any:
-        if target == "enroll":  # a voice: (sample, output folder)
-            Path(args[1]).mkdir(parents=True)
-            (Path(args[1]) / "voice.json").write_text("{}")
+    async def call(self, call: EngineCall[Any, Any], *_hooks: Any) -> Any:
+        if isinstance(call, Enroll):  # a voice
+            call.out_dir.mkdir(parents=True)
+            (call.out_dir / "voice.json").write_text("{}")
             await self.client.cancel(self.rid, "alice")
             return {"seconds": 6.0}
-        if target not in ("synthesize", "render"):
+        if not isinstance(call, (Synthesize, Render)):
             return {"summary": "measured", "flags": []}  # e.g. the quality report
-        out = args[3] if target == "synthesize" else args[2]
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_bytes(b"output")
+        out = call.out_wav if isinstance(call, Synthesize) else call.out_mp4
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"output")
         await self.client.cancel(self.rid, "alice")
-        return 1.0 if target == "synthesize" else {}
+        return 1.0 if isinstance(call, Synthesize) else {}
 
 
 @pytest.fixture(scope="module")
