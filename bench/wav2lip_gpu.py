@@ -41,10 +41,10 @@ from engines.lipsync.facetrack import FaceTrack
 from engines.lipsync.wav2lip import Wav2LipEngine, reference_boxes, tune_encoder
 from engines.lipsync.wav2lip_audio import MelFrontEnd, gather_windows
 from engines.lipsync.wav2lip_blend import composite_i420, face_crop_i420
+from engines.lipsync.wav2lip_generator import Generator
 from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
 from engines.lipsync.wav2lip_io import I420Writer
 from engines.lipsync.wav2lip_model import Wav2Lip
-from engines.lipsync.wav2lip_pipeline import Generator
 from engines.media import video as media
 from jayavatar.settings import Settings
 

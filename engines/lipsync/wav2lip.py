@@ -24,16 +24,11 @@ from engines.base import ProgressFn
 from engines.lipsync.avatar_prep import prepare_avatar
 from engines.lipsync.facetrack import FaceTrack, segments
 from engines.lipsync.wav2lip_audio import SAMPLE_RATE, MelFrontEnd, pad_to_window, window_starts
+from engines.lipsync.wav2lip_generator import Generator
 from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
 from engines.lipsync.wav2lip_io import I420Writer
 from engines.lipsync.wav2lip_model import load_wav2lip
-from engines.lipsync.wav2lip_pipeline import (
-    GenerateFn,
-    Generator,
-    RenderPlan,
-    StageClock,
-    render_stream,
-)
+from engines.lipsync.wav2lip_pipeline import GenerateFn, RenderPlan, StageClock, render_stream
 from engines.lipsync.wav2lip_procs import DecodeJob, FrameProcesses, MediaWorkers
 from engines.media import video as media
 from engines.media.frame_ring import fits_in_shm
@@ -267,7 +262,12 @@ class Wav2LipEngine:
         finally:
             tmp.unlink(missing_ok=True)
         progress(1.0, "render")
-        seconds = time.perf_counter() - started
+        return self._stats(plan, clock, time.perf_counter() - started, codec, split)
+
+    def _stats(
+        self, plan: RenderPlan, clock: StageClock, seconds: float, codec: str, split: bool
+    ) -> dict[str, Any]:
+        """The render's statistics, as the worker records them."""
         return {
             "engine": self.name,
             "frames": plan.n_out,

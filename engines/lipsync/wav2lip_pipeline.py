@@ -24,71 +24,14 @@ from numpy.typing import NDArray
 
 from engines.lipsync import wav2lip_io
 from engines.lipsync.wav2lip_audio import gather_windows
-from engines.lipsync.wav2lip_blend import CROP, composite_i420, face_crop_i420
+from engines.lipsync.wav2lip_blend import composite_i420, face_crop_i420
 from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
-from engines.lipsync.wav2lip_model import Wav2Lip, fuse_batchnorm
 from engines.lipsync.wav2lip_procs import FrameProcesses
 from jayavatar.errors import EngineError, JayAvatarError
 
 U8: TypeAlias = NDArray[np.uint8]
 #: (B, 96, 96, 3) RGB crops and their (B, 1, 80, 16) mel windows → generated RGB crops.
 GenerateFn: TypeAlias = Callable[[NDArray[np.uint8], torch.Tensor], NDArray[np.uint8]]
-
-
-class Generator:
-    """The generator on one device: BatchNorm folded, channels_last, fp16 on CUDA.
-
-    `sizes` lists the batch shapes to run: a smaller batch is padded up to the next one, so
-    cuDNN's autotuner meets a few fixed shapes (tuned once by `warm_up`) rather than a new
-    shape, and seconds of tuning, at the tail of every render.
-    """
-
-    def __init__(
-        self,
-        model: Wav2Lip,
-        device: torch.device,
-        half: bool | None = None,
-        sizes: tuple[int, ...] = (),
-    ) -> None:
-        self.device = device
-        self.half = device.type == "cuda" if half is None else half
-        self.dtype = torch.float16 if self.half else torch.float32
-        self.sizes = tuple(sorted(sizes))
-        model = fuse_batchnorm(model).eval()
-        model = model.to(device, self.dtype)
-        # Module.to accepts memory_format at run time, though torch's stubs omit it.
-        to_layout = getattr(model, "to")  # noqa: B009
-        self.model: torch.nn.Module = to_layout(memory_format=torch.channels_last)
-
-    def warm_up(self) -> None:
-        """Run each fixed batch shape once, so autotuning happens before the first render."""
-        for size in self.sizes:
-            crops = np.zeros((size, CROP, CROP, 3), np.uint8)
-            self(crops, torch.zeros(size, 1, 80, 16, device=self.device))
-
-    def __call__(self, crops: U8, mel_windows: torch.Tensor) -> U8:
-        """Return generated (B, 96, 96, 3) RGB crops for RGB crops and (B, 1, 80, 16) mels."""
-        with torch.inference_mode():
-            return self._generate(crops, mel_windows)
-
-    def _generate(self, crops: U8, mel_windows: torch.Tensor) -> U8:
-        """`__call__` without the inference-mode guard."""
-        n = len(crops)
-        x = torch.from_numpy(crops).to(self.device, non_blocking=True)
-        mel = mel_windows.to(self.device, self.dtype)
-        size = next((s for s in self.sizes if s >= n), n)
-        if size > n:
-            x = torch.cat((x, x.new_zeros((size - n, *x.shape[1:]))))
-            mel = torch.cat((mel, mel.new_zeros((size - n, *mel.shape[1:]))))
-        # The reference network was trained on OpenCV's BGR frames: flip channels in and out.
-        x = x.permute(0, 3, 1, 2).flip(1).to(self.dtype).div_(255)
-        masked = x.clone()
-        masked[:, :, CROP // 2 :] = 0
-        faces = torch.cat((masked, x), dim=1).contiguous(memory_format=torch.channels_last)
-        out = self.model(mel, faces)[:n]
-        out = out.flip(1).mul_(255).round_().clamp_(0, 255).to(torch.uint8)
-        result: U8 = out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-        return result
 
 
 class FrameSink(Protocol):
@@ -207,25 +150,44 @@ def render_stream(
     decoded: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch + 1)
     generated: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch)
     composed: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
-    if isinstance(writer, FrameProcesses):
-        procs = writer
-        ends = [lambda: _receive(procs, flow, decoded), lambda: _send(procs, flow, composed)]
-    else:
-        sink = writer
-        ends = [
-            lambda: _decode(plan, flow, clock, decoded),
-            lambda: _encode(flow, clock, composed, sink),
-        ]
+    first, last = _ends(plan, writer, flow, clock, decoded, composed)
     threads = [
-        flow.run(ends[0]),
+        flow.run(first),
         flow.run(lambda: _composite(plan, flow, clock, generated, composed)),
-        flow.run(ends[1]),
+        flow.run(last),
     ]
     try:
         _generate(plan, generator, flow, clock, decoded, generated, progress)
     except BaseException as exc:
         flow.error = flow.error or exc
         flow.stop.set()
+    _finish(threads, flow, progress)
+    if isinstance(writer, FrameProcesses):
+        clock.busy.update(writer.busy)
+    return clock
+
+
+def _ends(
+    plan: RenderPlan,
+    writer: FrameSink | FrameProcesses,
+    flow: _Flow,
+    clock: StageClock,
+    decoded: queue.Queue[Batch | None],
+    composed: queue.Queue[Batch | None],
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The decoding and encoding ends: relays to the child processes, or threads here."""
+    if isinstance(writer, FrameProcesses):
+        procs = writer
+        return (lambda: _receive(procs, flow, decoded), lambda: _send(procs, flow, composed))
+    sink = writer
+    return (
+        lambda: _decode(plan, flow, clock, decoded),
+        lambda: _encode(flow, clock, composed, sink),
+    )
+
+
+def _finish(threads: list[threading.Thread], flow: _Flow, progress: Callable[[int], None]) -> None:
+    """Wait for the stage threads (reporting progress meanwhile); raise the first error."""
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)
@@ -234,9 +196,6 @@ def render_stream(
         if isinstance(flow.error, JayAvatarError | MemoryError | KeyboardInterrupt):
             raise flow.error
         raise EngineError(f"wav2lip render failed: {flow.error}") from flow.error
-    if isinstance(writer, FrameProcesses):
-        clock.busy.update(writer.busy)
-    return clock
 
 
 def _receive(procs: FrameProcesses, flow: _Flow, out: queue.Queue[Batch | None]) -> None:

@@ -13,9 +13,6 @@ MAX_FUNCTION_LINES = 40
 PENDING = {
     "engines/lipsync/avatar_prep.py:_prepare",
     "engines/lipsync/landmark.py:render",
-    "engines/lipsync/wav2lip.py:render",
-    "engines/lipsync/wav2lip_pipeline.py",
-    "engines/lipsync/wav2lip_pipeline.py:render_stream",
     "engines/quality/mouth.py:mouth_report",
 }
 

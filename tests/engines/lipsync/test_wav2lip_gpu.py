@@ -12,9 +12,9 @@ import torch
 from bench.wav2lip_synth import make_audio, make_avatar, save_weights
 from engines.lipsync.wav2lip import CUDA_BATCH, Wav2LipEngine
 from engines.lipsync.wav2lip_audio import MelFrontEnd, gather_windows
+from engines.lipsync.wav2lip_generator import Generator
 from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
 from engines.lipsync.wav2lip_model import Wav2Lip
-from engines.lipsync.wav2lip_pipeline import Generator
 from engines.media import video as media
 from jayavatar.settings import Settings
 from tests.engines.lipsync.test_wav2lip_gpu_blend import (

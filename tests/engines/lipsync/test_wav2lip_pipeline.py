@@ -9,8 +9,9 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
+from engines.lipsync.wav2lip_generator import Generator
 from engines.lipsync.wav2lip_model import Wav2Lip
-from engines.lipsync.wav2lip_pipeline import Generator, RenderPlan, render_stream
+from engines.lipsync.wav2lip_pipeline import RenderPlan, render_stream
 from engines.media import video as media
 from jayavatar.errors import EngineError
 

@@ -18,7 +18,7 @@ from engines.media.children import DecodeJob, Layout, in_thread
 from engines.media.frame_ring import FrameRing
 from engines.media.video import VideoWriter
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.env("lipsync")
 
