@@ -129,7 +129,9 @@ class Bench:
         ]
         self.restart()
         client = self.client = await JobClient.connect(self.settings())
-        req = await client.submit_voice_enroll(USER, "bench", self.work / "reference.wav")
+        req = await client.submit_voice_enroll(
+            USER, "bench", self.work / "reference.wav", replace=True
+        )
         done = await client.wait(req.id, 600)
         assert done.state == "done", f"voice enrollment {done.state}: {done.error}"
         avatar = self.work / "avatar"
