@@ -41,6 +41,7 @@ def coqui() -> types.SimpleNamespace:
         sys.modules["torchaudio._extension"] = _torchaudio_without_ops()
         import torchaudio  # noqa: F401
 
+    from transformers.modeling_utils import no_init_weights
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
     from TTS.tts.models import xtts as xtts_module
@@ -50,6 +51,7 @@ def coqui() -> types.SimpleNamespace:
         XttsConfig=XttsConfig,
         VoiceBpeTokenizer=VoiceBpeTokenizer,
         legacy_globals=xtts_module._legacy_safe_globals,
+        no_init_weights=no_init_weights,
     )
 
 
@@ -103,11 +105,16 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
         lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
     except Exception as exc:  # the tokenizers library raises its own exception types
         raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
-    model = lib.Xtts(config)
-    # coqui-tts rewrites old-style checkpoints in place; read them without touching the file.
-    model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
     try:
-        model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True)
+        # coqui-tts builds the model twice (in the constructor and again in load_checkpoint),
+        # each time drawing random values for 467 M parameters that the strict load then
+        # overwrites: most of a worker's cold start. Skip the draws; strict loading still
+        # fails on any parameter the file lacks, so none is left unset.
+        with lib.no_init_weights():
+            model = lib.Xtts(config)
+            # coqui-tts rewrites old-style checkpoints in place; read them without changing it.
+            model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
+            model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True, strict=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise ModelMissing(
             f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"

@@ -1,0 +1,346 @@
+"""End-to-end benchmark on one GPU machine: request submitted → MP4, through the real chain.
+
+A redis-server (AOF, as deployed), one voice worker (engine xtts) and one lip-sync worker
+(engine wav2lip), each its own `jayavatar worker` process with its engine in a child process,
+requests submitted through `jobs.client.JobClient` as the API and the bot submit them. Both
+models have random weights in the official layouts (bench/e2e_stack.py builds them); the avatar
+is a 720p prepared clip with a synthetic face track; the voice is enrolled through the queue.
+
+Random XTTS weights never emit the stop token, so every sentence runs to the engine's own code
+budget for its text (`XttsEngine._code_budget`: 1 s + 0.11 s per character), the same rule in
+every run; texts are chosen so the speech is about 3, 10 and 30 s long, and the tables give the
+speech length each render really had (its frames / 25).
+
+Measured: each worker's start to ready; per request submit → MP4 (record `finished_at` minus the
+moment `submit_render` was called) with the per-stage wait and busy times the records keep, warm
+and for the first request right after both workers restarted; throughput of 10 s requests with
+1, 4 and 16 concurrent clients. Prints Markdown and writes it to --out.
+
+    PYTHONPATH=. python3 bench/e2e_gpu.py --out bench/results/e2e_h100.md    # on the GPU host
+    PYTHONPATH=. .venv/bin/python bench/e2e_gpu.py --smoke                   # tiny, on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis as sync_redis
+
+from bench.e2e_stack import Profile, Worker, build_inputs, child_env, restart, worker_pythons
+from jayavatar.settings import Settings
+from jobs.client import JobClient
+from storage.keys import avatar_prefix
+from tests.support.stack import RedisProcess
+
+USER = "local"
+FPS = 25
+SHORT = [
+    "Good morning, Sam.",
+    "Thanks for coming.",
+    "That sounds great.",
+    "Call me back soon.",
+    "Lunch is ready now.",
+    "See you at noon.",
+    "Have a good night.",
+]
+LONG = [
+    "The train left the station on time.",
+    "Everyone on board was ready to go.",
+    "A child counted cows in every field.",
+    "Her father smiled at every number.",
+    "The river below was wide and grey.",
+    "Houses appeared between the trees.",
+    "The bakery sold out before nine.",
+    "Two friends argued about the rice.",
+    "The library stayed open very late.",
+    "A gull landed on a rusty old post.",
+]
+LENGTHS = {3: (SHORT, 1), 10: (LONG, 2), 30: (LONG, 6)}  # speech s: (sentences, how many)
+GPU = Profile("xtts", "wav2lip", "cuda", {}, 1280, 720, 10.0, tiny=False)
+SMOKE = Profile("xtts", "wav2lip", "cpu", {}, 320, 240, 2.0, tiny=True)
+
+
+def text_for(seconds: int, n: int) -> str:
+    """The n-th text of a length class: a different choice of sentences each time."""
+    pool, count = LENGTHS[seconds]
+    return " ".join(pool[(n * count + i) % len(pool)] for i in range(count))
+
+
+class Bench:
+    """The running stack: Redis, two workers, a client; measures requests through it."""
+
+    def __init__(self, profile: Profile, work: Path) -> None:
+        self.profile, self.work = profile, work
+        self.redis = RedisProcess(work / "redis")
+        self.env: dict[str, str] = {}
+        self.workers: list[Worker] = []
+        self.client: JobClient | None = None
+        self.ready: dict[str, list[float]] = {"voice": [], "lipsync": []}
+
+    def settings(self) -> Settings:
+        """The deployment settings every process of this bench shares."""
+        return Settings(
+            **{
+                k[10:].lower(): v
+                for k, v in self.env.items()  # type: ignore[arg-type]
+                if k.startswith("JAYAVATAR_")
+            }
+        )
+
+    async def start(self) -> None:
+        """Start Redis and the workers, enroll the voice, publish the prepared avatar."""
+        self.redis.start()
+        p = self.profile
+        self.env = child_env(
+            {
+                "JAYAVATAR_REDIS_URL": self.redis.url,
+                "JAYAVATAR_DATA_DIR": str(self.work / "data"),
+                "JAYAVATAR_MODELS_DIR": str(self.work / "models"),
+                "JAYAVATAR_DEVICE": p.device,
+                "JAYAVATAR_VOICE_ENGINE": p.voice_engine,
+                "JAYAVATAR_LIPSYNC_ENGINE": p.lipsync_engine,
+                "JAYAVATAR_KEY_PREFIX": "e2e",
+                "JAYAVATAR_VOICE_QUEUE": "e2e:voice",
+                "JAYAVATAR_LIPSYNC_QUEUE": "e2e:lipsync",
+                "JAYAVATAR_QUALITY_REPORT": "false",
+                "JAYAVATAR_HEALTH_CHECK_INTERVAL_S": "1",
+                "JAYAVATAR_MAX_CONCURRENT": "64",
+                "JAYAVATAR_DAILY_QUOTA": "100000",
+            }
+        )
+        self.workers = [
+            Worker(
+                kind,
+                p.pythons[kind],
+                self.env,
+                self.work / f"worker-{kind}.log",
+                f"e2e:{kind}:health-check",
+            )
+            for kind in ("voice", "lipsync")
+        ]
+        self.restart()
+        client = self.client = await JobClient.connect(self.settings())
+        req = await client.submit_voice_enroll(
+            USER, "bench", self.work / "reference.wav", replace=True
+        )
+        done = await client.wait(req.id, 600)
+        assert done.state == "done", f"voice enrollment {done.state}: {done.error}"
+        avatar = self.work / "avatar"
+        client.storage.publish_dir(avatar_prefix(USER, "face"), avatar)
+        meta = json.loads((avatar / "avatar.json").read_text())
+        await client.accounts.register("avatar", USER, "face", meta)
+
+    def restart(self) -> None:
+        """Kill and start both workers together; note each one's seconds to ready."""
+        conn = sync_redis.Redis.from_url(self.redis.url)
+        for kind, seconds in restart(self.workers, conn).items():
+            self.ready[kind].append(seconds)
+        conn.close()
+
+    async def one(self, text: str) -> dict[str, float]:
+        """Submit one render and wait for it; return its end-to-end and per-stage times."""
+        assert self.client is not None
+        t0 = time.time()
+        req = await self.client.submit_render(USER, text, "bench", "face", "en")
+        ack = time.time() - t0
+        while not (rec := await self.client.get(req.id)).final:
+            await asyncio.sleep(0.01)
+        assert rec.state == "done", f"render {rec.state}: {rec.error}"
+        row = {
+            "total": rec.finished_at - t0,
+            "ack": ack,
+            "speech": rec.result.get("frames", 0) / FPS,
+        }
+        return {**row, **rec.timings}
+
+    async def closed_loop(self, clients: int, total: int, seconds: int) -> dict[str, Any]:
+        """`clients` users each submitting their next request when the last is done."""
+        results: list[dict[str, float]] = []
+        counter = iter(range(total))
+
+        async def user() -> None:
+            for n in counter:
+                results.append(await self.one(text_for(seconds, n)))
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(user() for _ in range(clients)))
+        wall = time.monotonic() - t0
+        totals = sorted(r["total"] for r in results)
+        return {
+            "clients": clients,
+            "requests": total,
+            "wall": wall,
+            "per_min": 60 * total / wall,
+            "p50": statistics.median(totals),
+            "p95": totals[min(len(totals) - 1, round(0.95 * (len(totals) - 1)))],
+            "max": totals[-1],
+            "render": statistics.median(r["render_s"] for r in results),
+        }
+
+    async def stop(self) -> None:
+        """Stop the client, the workers and Redis."""
+        if self.client is not None:
+            await self.client.close()
+        for worker in self.workers:
+            worker.kill()
+        self.redis.stop()
+
+
+STAGES = [
+    "ack",
+    "voice_wait_s",
+    "synthesize_s",
+    "voice_stage_s",
+    "lipsync_wait_s",
+    "render_s",
+    "lipsync_stage_s",
+]
+
+
+def latency_row(case: str, seconds: int, rows: list[dict[str, float]]) -> str:
+    """One Markdown row: p50 submit → MP4 (min–max) and the p50 of each stage's time."""
+    med = {key: statistics.median(r.get(key, 0.0) for r in rows) for key in ["total", *STAGES]}
+    speech = statistics.median(r["speech"] for r in rows)
+    totals = [r["total"] for r in rows]
+    cells = [f"{med['ack'] * 1000:.0f}"] + [f"{med[k]:.2f}" for k in STAGES[1:]]
+    return (
+        f"| {case} | {seconds} s ({speech:.1f} s) | {len(rows)} | **{med['total']:.2f}** "
+        f"| {min(totals):.2f}–{max(totals):.2f} | " + " | ".join(cells) + " |"
+    )
+
+
+async def measure(
+    bench: Bench, lengths: list[int], reps: int, loads: list[int], per_client: int
+) -> dict[str, Any]:
+    """Warm latencies, latencies right after a restart, then throughput under load."""
+    out: dict[str, Any] = {"warm": {}, "cold": {}, "loads": []}
+    for seconds in lengths:  # first use of each text shape (XTTS captures a CUDA graph per batch)
+        await bench.one(text_for(seconds, 99))
+    for seconds in lengths:
+        out["warm"][seconds] = [await bench.one(text_for(seconds, n)) for n in range(reps)]
+        print(latency_row("warm", seconds, out["warm"][seconds]), flush=True)
+    for seconds in lengths:
+        bench.restart()
+        out["cold"][seconds] = [await bench.one(text_for(seconds, 50))]
+        print(latency_row("after restart", seconds, out["cold"][seconds]), flush=True)
+    for clients in loads:
+        await bench.one(text_for(10, 77))  # settle between loads
+        total = max(per_client * 2, per_client * clients)
+        out["loads"].append(await bench.closed_loop(clients, total, 10))
+        print(out["loads"][-1], flush=True)
+    return out
+
+
+def card_name() -> str:
+    """The GPU's name from nvidia-smi, or 'CPU'."""
+    if shutil.which("nvidia-smi"):
+        names = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
+        if names:
+            return names[0]
+    return "CPU"
+
+
+def report(
+    card: str, profile: Profile, result: dict[str, Any], ready: dict[str, list[float]]
+) -> str:
+    """The Markdown report: cold starts, latencies, throughput."""
+    lines = [
+        f"# End to end on one machine: {card}",
+        "",
+        f"Engines {profile.voice_engine} + {profile.lipsync_engine} on {profile.device}, "
+        f"random weights; avatar {profile.width}x{profile.height}, {profile.clip_s:g} s clip; "
+        "one worker of each kind; quality reports off.",
+        "",
+        "## Worker start → ready (s; first start, then each restart)",
+        "",
+        "| worker | starts | p50 s | all |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for kind, values in ready.items():
+        lines.append(
+            f"| {kind} | {len(values)} | {statistics.median(values):.2f} | "
+            + ", ".join(f"{v:.2f}" for v in values)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Submit → MP4, one request at a time (s; p50 of each column)",
+        "",
+        "Speech: nominal (measured). ack: the submit call (ms). wait: queued until a worker "
+        "claimed the stage; synthesize/render: the engine call; stage: claim to hand-off.",
+        "",
+        "| case | speech | n | submit→MP4 p50 | range | ack ms | voice wait | synthesize "
+        "| voice stage | lipsync wait | render | lipsync stage |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [latency_row("warm", s, rows) for s, rows in result["warm"].items()]
+    lines += [latency_row("after restart", s, rows) for s, rows in result["cold"].items()]
+    lines += [
+        "",
+        "## Throughput, 10 s requests, closed loop (each client submits when its last is done)",
+        "",
+        "| clients | requests | wall s | videos/min | p50 s | p95 s | max s | render p50 s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {r['clients']} | {r['requests']} | {r['wall']:.1f} | {r['per_min']:.1f} | "
+        f"{r['p50']:.2f} | {r['p95']:.2f} | {r['max']:.2f} | {r['render']:.2f} |"
+        for r in result["loads"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def run(args: argparse.Namespace) -> str:
+    """Build inputs, start the stack, measure, return the report."""
+    base = SMOKE if args.smoke else GPU
+    profile = Profile(**{**base.__dict__, "pythons": worker_pythons(args.smoke)})
+    work: Path = args.work or Path(tempfile.mkdtemp(prefix="e2e-"))
+    t = time.monotonic()
+    build_inputs(profile, work)
+    print(f"inputs built in {time.monotonic() - t:.1f} s under {work}", flush=True)
+    bench = Bench(profile, work)
+    try:
+        await bench.start()
+        lengths = [3] if args.smoke else [3, 10, 30]
+        loads = [1, 2] if args.smoke else [1, 4, 16]
+        reps, per_client = (1, 1) if args.smoke else (args.reps, 2)
+        result = await measure(bench, lengths, reps, loads, per_client)
+    finally:
+        await bench.stop()
+    return report(card_name(), profile, result, bench.ready)
+
+
+def main() -> None:
+    """Parse arguments, run, print and save the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU")
+    parser.add_argument("--reps", type=int, default=5, help="warm requests per speech length")
+    parser.add_argument("--work", type=Path, help="folder for models and data (default: temp)")
+    parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    args = parser.parse_args()
+    text = asyncio.run(run(args))
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The end-to-end bench's smoke mode: the real chain (Redis, XTTS and Wav2Lip workers) on a CPU.
+
+It takes minutes on a small machine (two worker processes loading torch, CPU renders), so it
+is slow; it checks that the script runs and writes its report, never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_smoke_run_writes_every_table(tmp_path: Path) -> None:
+    """A smoke run ends cleanly and its report holds the start, latency and load tables."""
+    for env in ("xtts", "lipsync"):
+        if not (ROOT / ".venvs" / env / "bin" / "python").exists():
+            pytest.skip(f"the {env} environment is missing")
+    out = tmp_path / "e2e.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/e2e_gpu.py",
+            "--smoke",
+            "--work",
+            str(tmp_path / "w"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out.read_text(encoding="utf-8")
+    assert "| voice | 2 |" in report and "| lipsync | 2 |" in report  # first start + 1 restart
+    assert "| warm | 3 s (" in report and "| after restart | 3 s (" in report
+    assert [line.split("|")[1].strip() for line in report.splitlines()[-2:]] == ["1", "2"]
