@@ -3,7 +3,7 @@
 Inputs are built by running this module in a worker's Python (`python -m bench.e2e_stack
 voice|lipsync WORK ...`), because the orchestrating Python may lack torch:
 
-- voice: XTTS v2 random weights in the release layout (`engines.xtts_model.write_random_model`;
+- voice: XTTS v2 random weights in the release layout (`tests.support.xtts_random`;
   with `--tiny`, the test suite's small model) and a voiced-sounding reference WAV to enroll;
 - lipsync: Wav2Lip random weights in the official checkpoint format and a prepared avatar with
   a synthetic face track (`bench.wav2lip_synth`), so no face detector is needed.
@@ -96,7 +96,7 @@ class Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process owns it
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [self.python, "-m", "jayavatar.cli", "worker", self.kind],
+            [self.python, "-m", "cli.main", "worker", self.kind],
             env=self.env,
             cwd=ROOT,
             stdout=log,
@@ -140,7 +140,7 @@ def restart(workers: list[Worker], redis: object, limit_s: float = 300) -> dict[
 
 def _voice_inputs(work: Path, tiny: bool) -> None:
     from bench.xtts_report import RELEASE_VOCAB, build_vocab, write_reference
-    from engines.xtts_model import write_random_model
+    from tests.support.xtts_random import write_random_model
 
     vocab = build_vocab(work / "vocab.json", 800 if tiny else RELEASE_VOCAB)
     print(f"vocabulary: {vocab} tokens", flush=True)

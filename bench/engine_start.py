@@ -38,7 +38,7 @@ def main() -> None:
     target = catalog.engine(name, args.kind).target.split(":")[0]
     __import__(target)
     if name == "xtts":
-        from engines.xtts_model import coqui
+        from engines.voice.xtts_model import coqui
 
         coqui()
     t_imports = time.perf_counter()
