@@ -28,7 +28,7 @@ from engines.base import ProgressFn, no_progress
 from engines.lipsync.facetrack import FaceMesh, FaceTrack, track_frames
 from engines.media.guard import Budget, Limits
 from engines.media.probe import MediaInfo, probe
-from engines.media.video import VideoWriter, even_size, iter_frames
+from engines.media.video import VideoWriter, even_size, iter_frames_i420
 from jayavatar.errors import BadInput
 
 if TYPE_CHECKING:
@@ -94,11 +94,13 @@ def _prepare(
         height, width = photo.shape[:2]
         _require_face(photo, media)
         total = round(PHOTO_CLIP_S * fps)
-        frames: Iterable[Frame] = photo_motion(photo, fps, total)
+        frames: Iterable[Frame] = (_to_i420(f) for f in photo_motion(photo, fps, total))
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
-        decoded = iter_frames(media, size=(width, height), fps=fps)
+        # The upload's own 4:2:0 samples go to the encoder: an RGB round trip would blur
+        # the chroma once more before every render adds its own generation.
+        decoded = iter_frames_i420(media, size=(width, height), fps=fps)
         frames = _capped(decoded, limit, media, settings, info.width * info.height)
     tmp = out_dir / "clip.tmp.mp4"
     poster: list[Frame] = []
@@ -149,17 +151,26 @@ def _capped(
             raise BadInput(
                 f"{media.name} is longer than {settings.max_avatar_s:.0f} s, the avatar limit"
             )
-        budget.spend(max(source_px, frame.shape[0] * frame.shape[1]))
+        budget.spend(max(source_px, frame.shape[0] * 2 // 3 * frame.shape[1]))
         yield frame
 
 
 def _tee(frames: Iterable[Frame], writer: VideoWriter, poster: list[Frame]) -> Iterator[Frame]:
-    """Encode each frame as it passes on to the face tracker; keep a few candidate posters."""
+    """Encode each I420 frame as it is; pass it on to the face tracker as RGB.
+
+    Keeps a few RGB candidate posters.
+    """
     for i, frame in enumerate(frames):
-        writer.write(frame)
+        writer.write_i420(frame)
+        rgb = cast(Frame, cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420))
         if i < 50 and i % 10 == 0:
-            poster.append(frame)
-        yield frame
+            poster.append(rgb)
+        yield rgb
+
+
+def _to_i420(frame: Frame) -> Frame:
+    """An RGB frame as an I420 array ((3H/2) x W), the clip's own layout."""
+    return cast(Frame, cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420))
 
 
 def _poster_frame(candidates: list[Frame], track: FaceTrack) -> Frame:

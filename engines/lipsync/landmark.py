@@ -22,9 +22,10 @@ from engines.base import ProgressFn
 from engines.lipsync.alignment import Phone, align
 from engines.lipsync.avatar_prep import prepare_avatar
 from engines.lipsync.facetrack import FaceTrack
-from engines.lipsync.mouth_warp import MouthPose, speak
+from engines.lipsync.mouth_warp import MouthPose, speak_i420
 from engines.lipsync.visemes import closure_times, viseme_poses
-from engines.media.video import VideoWriter, frames_for_audio, iter_pingpong, load_audio
+from engines.lipsync.wav2lip_io import I420Writer, iter_pingpong
+from engines.media.video import frames_for_audio, load_audio
 
 if TYPE_CHECKING:
     from jayavatar.settings import Settings
@@ -168,9 +169,10 @@ class LandmarkEngine:
         poses, phones = mouth_poses(samples, fps, n_out, text, language)
         times["audio"] = time.perf_counter() - t0
         face_frames = 0
-        writer = VideoWriter(
-            out_mp4, track.width, track.height, fps, audio=samples, metadata=metadata
-        )
+        size = (track.width, track.height)
+        # Frames stay in the clip's own 4:2:0 layout from decoder to encoder; only the mouth
+        # is turned into RGB and back, so the rest of the frame loses nothing to conversions.
+        writer = I420Writer(out_mp4, *size, fps, audio=samples, metadata=metadata)
         with writer:
             frames = iter_pingpong(avatar_dir / "clip.mp4", len(track), n_out, fps)
             for i in range(n_out):
@@ -178,7 +180,7 @@ class LandmarkEngine:
                 index, frame = next(frames)
                 t1 = time.perf_counter()
                 if track.present[index]:
-                    frame = speak(frame, track.landmarks[index], poses[i])
+                    frame = speak_i420(frame, size, track.landmarks[index], poses[i])
                     face_frames += 1
                 t2 = time.perf_counter()
                 writer.write(frame)
