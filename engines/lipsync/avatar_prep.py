@@ -8,8 +8,10 @@ A prepared avatar directory holds (shared by every lip-sync engine):
 - ``avatar.json``: frames, fps, width, height, duration_s, face_frames, source (video|photo);
 - ``poster.jpg``: a thumbnail.
 
-A photo becomes an 8 s clip with slow breathing and sway (a rigid whole-image motion, so the
-face is never warped). Video is decoded and re-encoded frame by frame in one pass.
+A photo becomes an 8 s clip in which the head alone sways and nods a little
+(`engines.lipsync.idle.head_motion`: a rigid motion inside a feathered head mask, so the face
+is never warped and the background never moves); the render adds blinks. Video is decoded and
+re-encoded frame by frame in one pass.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy.typing as npt
 
 from engines.base import ProgressFn, no_progress
 from engines.lipsync.facetrack import FaceMesh, FaceTrack, track_frames
+from engines.lipsync.idle import head_motion
 from engines.media.guard import Budget, Limits
 from engines.media.probe import MediaInfo, probe
 from engines.media.video import VideoWriter, even_size, iter_frames_i420
@@ -92,9 +95,10 @@ def _prepare(
     if info.kind == "image":
         photo = load_photo(media)
         height, width = photo.shape[:2]
-        _require_face(photo, media)
+        landmarks = _require_face(photo, media)
         total = round(PHOTO_CLIP_S * fps)
-        frames: Iterable[Frame] = (_to_i420(f) for f in photo_motion(photo, fps, total))
+        motion = head_motion(photo, landmarks, fps, total)
+        frames: Iterable[Frame] = (_to_i420(f) for f in motion)
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
@@ -218,17 +222,22 @@ def load_photo(path: Path, max_side: int = MAX_SIDE) -> Frame:
     return np.ascontiguousarray(rgb)
 
 
-def _require_face(photo: Frame, media: Path) -> None:
-    """Fail fast on a photo without a face, before making a clip of it."""
+def _require_face(photo: Frame, media: Path) -> npt.NDArray[np.float32]:
+    """Fail fast on a photo without a face, before making a clip of it; return its landmarks."""
     with FaceMesh(video=False) as mesh:
-        if mesh.landmarks(photo) is None:
-            raise BadInput(
-                f"no face found in {media.name}; use a photo where the face is clearly visible"
-            )
+        landmarks = mesh.landmarks(photo)
+    if landmarks is None:
+        raise BadInput(
+            f"no face found in {media.name}; use a photo where the face is clearly visible"
+        )
+    return landmarks
 
 
 def photo_motion(photo: Frame, fps: int, frames: int, overscan: float = 0.04) -> Iterator[Frame]:
     """Yield a clip of `photo` gently breathing and swaying: a rigid similarity per frame.
+
+    The whole picture moves: a moving test face for tests and benchmarks (photo avatars move
+    only the head: `engines.lipsync.idle.head_motion`).
 
     Every motion is a cosine with a whole number of cycles over the clip, so velocity is zero
     at both ends and back-and-forth looping turns around smoothly. The `overscan` zoom keeps
