@@ -232,7 +232,10 @@ def reencode_source(mp4: Path, avatar_dir: Path, n_clip: int, out: Path) -> Path
         crf=settings.get("crf", 20),
         bitrate=settings.get("bitrate"),
     ) as writer:
-        for _, frame in iter_pingpong_i420(avatar_dir / "clip.mp4", n_clip, info.frames, fps):
+        # The header's frame count may be off by a frame or two: a second to spare, so every
+        # render frame has its reference (the pairing stops at the render's last frame).
+        frames = info.frames + round(fps)
+        for _, frame in iter_pingpong_i420(avatar_dir / "clip.mp4", n_clip, frames, fps):
             writer.write_i420(frame)
     return out
 
