@@ -3,8 +3,9 @@
 Renders the demo through the real queues (as `bench/pipeline.py` does), then measures it with
 `engines.quality.report` and builds the broken cases from the same avatar and speech: audio 5 frames
 late, a frozen mouth, the stock voice instead of the matched one, a blurred mouth, a
-flickering mouth and a face pasted back with a colour cast. Prints one table (which cases are
-flagged, and why) and the report's own cost, cold (models loading) and warm.
+flickering mouth, a face pasted back with a colour cast and a band of the background made 3
+levels brighter. Prints one table (which cases are flagged, and why) and the report's own cost,
+cold (models loading) and warm.
 
 Runs in the lip-sync environment: ``.venvs/lipsync/bin/python bench/quality.py``
 (``--render out/demo.mp4`` measures an existing demo render instead of making one).
@@ -32,7 +33,7 @@ from storage import build_storage
 from storage.keys import avatar_prefix, voice_prefix
 from tests.support import quality_cases
 
-CASES = ("honest", "shifted", "frozen", "wrong_voice", "blurry", "flicker", "pasted")
+CASES = ("honest", "shifted", "frozen", "wrong_voice", "blurry", "flicker", "pasted", "subtle")
 
 
 def make_cases(render: Path, avatar: Path, text: str, work: Path) -> dict[str, Path]:
@@ -59,6 +60,9 @@ def make_cases(render: Path, avatar: Path, text: str, work: Path) -> dict[str, P
         ),
         "pasted": quality_cases.render_with(
             avatar, speech, work / "pasted.mp4", mutate=quality_cases.paste_face(), **script
+        ),
+        "subtle": quality_cases.render_with(
+            avatar, speech, work / "subtle.mp4", mutate=quality_cases.brighten_band(), **script
         ),
     }
 

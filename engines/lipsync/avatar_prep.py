@@ -8,8 +8,10 @@ A prepared avatar directory holds (shared by every lip-sync engine):
 - ``avatar.json``: frames, fps, width, height, duration_s, face_frames, source (video|photo);
 - ``poster.jpg``: a thumbnail.
 
-A photo becomes an 8 s clip with slow breathing and sway (a rigid whole-image motion, so the
-face is never warped). Video is decoded and re-encoded frame by frame in one pass.
+A photo becomes an 8 s clip in which the head alone sways and nods a little
+(`engines.lipsync.idle.head_motion`: a rigid motion inside a feathered head mask, so the face
+is never warped and the background never moves); the render adds blinks. Video is decoded and
+re-encoded frame by frame in one pass.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import numpy.typing as npt
 
 from engines.base import ProgressFn, no_progress
 from engines.lipsync.facetrack import FaceMesh, FaceTrack, track_frames
+from engines.lipsync.idle import head_motion
 from engines.media.guard import Budget, Limits
 from engines.media.probe import MediaInfo, probe
-from engines.media.video import VideoWriter, even_size, iter_frames
+from engines.media.video import VideoWriter, even_size, iter_frames_i420
 from jayavatar.errors import BadInput
 
 if TYPE_CHECKING:
@@ -92,13 +95,16 @@ def _prepare(
     if info.kind == "image":
         photo = load_photo(media)
         height, width = photo.shape[:2]
-        _require_face(photo, media)
+        landmarks = _require_face(photo, media)
         total = round(PHOTO_CLIP_S * fps)
-        frames: Iterable[Frame] = photo_motion(photo, fps, total)
+        motion = head_motion(photo, landmarks, fps, total)
+        frames: Iterable[Frame] = (_to_i420(f) for f in motion)
     else:
         total = max(1, round(info.duration_s * fps))
         limit = math.ceil(settings.max_avatar_s * fps) + fps
-        decoded = iter_frames(media, size=(width, height), fps=fps)
+        # The upload's own 4:2:0 samples go to the encoder: an RGB round trip would blur
+        # the chroma once more before every render adds its own generation.
+        decoded = iter_frames_i420(media, size=(width, height), fps=fps)
         frames = _capped(decoded, limit, media, settings, info.width * info.height)
     tmp = out_dir / "clip.tmp.mp4"
     poster: list[Frame] = []
@@ -149,17 +155,26 @@ def _capped(
             raise BadInput(
                 f"{media.name} is longer than {settings.max_avatar_s:.0f} s, the avatar limit"
             )
-        budget.spend(max(source_px, frame.shape[0] * frame.shape[1]))
+        budget.spend(max(source_px, frame.shape[0] * 2 // 3 * frame.shape[1]))
         yield frame
 
 
 def _tee(frames: Iterable[Frame], writer: VideoWriter, poster: list[Frame]) -> Iterator[Frame]:
-    """Encode each frame as it passes on to the face tracker; keep a few candidate posters."""
+    """Encode each I420 frame as it is; pass it on to the face tracker as RGB.
+
+    Keeps a few RGB candidate posters.
+    """
     for i, frame in enumerate(frames):
-        writer.write(frame)
+        writer.write_i420(frame)
+        rgb = cast(Frame, cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420))
         if i < 50 and i % 10 == 0:
-            poster.append(frame)
-        yield frame
+            poster.append(rgb)
+        yield rgb
+
+
+def _to_i420(frame: Frame) -> Frame:
+    """An RGB frame as an I420 array ((3H/2) x W), the clip's own layout."""
+    return cast(Frame, cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420))
 
 
 def _poster_frame(candidates: list[Frame], track: FaceTrack) -> Frame:
@@ -207,17 +222,22 @@ def load_photo(path: Path, max_side: int = MAX_SIDE) -> Frame:
     return np.ascontiguousarray(rgb)
 
 
-def _require_face(photo: Frame, media: Path) -> None:
-    """Fail fast on a photo without a face, before making a clip of it."""
+def _require_face(photo: Frame, media: Path) -> npt.NDArray[np.float32]:
+    """Fail fast on a photo without a face, before making a clip of it; return its landmarks."""
     with FaceMesh(video=False) as mesh:
-        if mesh.landmarks(photo) is None:
-            raise BadInput(
-                f"no face found in {media.name}; use a photo where the face is clearly visible"
-            )
+        landmarks = mesh.landmarks(photo)
+    if landmarks is None:
+        raise BadInput(
+            f"no face found in {media.name}; use a photo where the face is clearly visible"
+        )
+    return landmarks
 
 
 def photo_motion(photo: Frame, fps: int, frames: int, overscan: float = 0.04) -> Iterator[Frame]:
     """Yield a clip of `photo` gently breathing and swaying: a rigid similarity per frame.
+
+    The whole picture moves: a moving test face for tests and benchmarks (photo avatars move
+    only the head: `engines.lipsync.idle.head_motion`).
 
     Every motion is a cosine with a whole number of cycles over the clip, so velocity is zero
     at both ends and back-and-forth looping turns around smoothly. The `overscan` zoom keeps

@@ -3,14 +3,15 @@
 No model weights. Per output frame the audio gives a mouth pose (how far open, how much jaw,
 how rounded); `engines.lipsync.mouth_warp` then moves the lower lip and chin along a
 smooth field built on the clip frame's FaceMesh landmarks and paints the opened gap as a mouth
-interior. Only the feathered lower-face mask is touched: every other pixel stays bit-identical
-to the clip.
+interior. Only the feathered lower-face mask is touched (and, for photo avatars, the eyes when
+they blink: `engines.lipsync.idle`): every other pixel stays bit-identical to the clip.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,11 @@ from engines.base import ProgressFn
 from engines.lipsync.alignment import Phone, align
 from engines.lipsync.avatar_prep import prepare_avatar
 from engines.lipsync.facetrack import FaceTrack
-from engines.lipsync.mouth_warp import MouthPose, speak
+from engines.lipsync.idle import blink_amounts, blink_i420
+from engines.lipsync.mouth_warp import MouthPose, speak_i420
 from engines.lipsync.visemes import closure_times, viseme_poses
-from engines.media.video import VideoWriter, frames_for_audio, iter_pingpong, load_audio
+from engines.lipsync.wav2lip_io import I420Writer, iter_pingpong
+from engines.media.video import frames_for_audio, load_audio
 
 if TYPE_CHECKING:
     from jayavatar.settings import Settings
@@ -166,11 +169,17 @@ class LandmarkEngine:
         samples = load_audio(audio, AUDIO_RATE)
         n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
         poses, phones = mouth_poses(samples, fps, n_out, text, language)
+        # A photo does not blink by itself. The blinks' seed is the speech itself: the same
+        # render blinks the same way again, different renders at different times.
+        blinks = np.zeros(n_out)
+        if meta.get("source") == "photo":
+            blinks = blink_amounts(zlib.crc32(samples.tobytes()), n_out, fps)
         times["audio"] = time.perf_counter() - t0
         face_frames = 0
-        writer = VideoWriter(
-            out_mp4, track.width, track.height, fps, audio=samples, metadata=metadata
-        )
+        size = (track.width, track.height)
+        # Frames stay in the clip's own 4:2:0 layout from decoder to encoder; only the mouth
+        # is turned into RGB and back, so the rest of the frame loses nothing to conversions.
+        writer = I420Writer(out_mp4, *size, fps, audio=samples, metadata=metadata)
         with writer:
             frames = iter_pingpong(avatar_dir / "clip.mp4", len(track), n_out, fps)
             for i in range(n_out):
@@ -178,7 +187,8 @@ class LandmarkEngine:
                 index, frame = next(frames)
                 t1 = time.perf_counter()
                 if track.present[index]:
-                    frame = speak(frame, track.landmarks[index], poses[i])
+                    frame = speak_i420(frame, size, track.landmarks[index], poses[i])
+                    frame = blink_i420(frame, size, track.landmarks[index], float(blinks[i]))
                     face_frames += 1
                 t2 = time.perf_counter()
                 writer.write(frame)
@@ -198,5 +208,6 @@ class LandmarkEngine:
             "audio_s": round(len(samples) / AUDIO_RATE, 3),
             "cues": "audio" if phones is None else "phones",
             "closures_s": [] if phones is None else [round(t, 3) for t in closure_times(phones)],
+            "blink_frames": [int(i) for i in np.flatnonzero(blinks >= 1.0)],
             "seconds": {k: round(v, 3) for k, v in times.items()},
         }

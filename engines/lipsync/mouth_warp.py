@@ -28,6 +28,7 @@ from engines.lipsync.facetrack import (
     MOUTH_RIGHT,
     NOSE_BASE,
 )
+from engines.lipsync.wav2lip_io import even_box, roi_to_rgb, write_roi
 
 #: An RGB uint8 frame (or a crop of one).
 Image: TypeAlias = npt.NDArray[np.uint8]
@@ -232,6 +233,31 @@ def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
     )
     _paint_mouth(patch, frame, lm, prof, u_src, v)
     return blend(frame, patch, mask)
+
+
+def speak_i420(frame: Image, size: tuple[int, int], lm: Landmarks, pose: MouthPose) -> Image:
+    """`speak` on an I420 frame of `size` (width, height), in place, converting only the mouth.
+
+    Only a box around the mask (with room for the warp to sample from) becomes RGB; it is
+    written back where the mask is non-zero, so every pixel outside stays the decoded one and
+    the frame goes to the encoder without another colour round trip.
+    """
+    if pose.open < 0.02 and abs(pose.round) < 0.02:
+        return frame
+    width, height = size
+    mb = warp_mask(lm, width, height).box
+    room = int(np.ceil(_geometry(lm).width))  # the warp samples at most a mouth width away
+    roi = even_box((mb.x1 - room, mb.y1 - room, mb.x2 + room, mb.y2 + room), width, height)
+    x0, y0 = max(0, roi[0]), max(0, roi[1])
+    roi = (x0, y0, roi[2], roi[3])
+    rgb = roi_to_rgb(frame, roi, width, height)
+    shifted = (lm - np.array([x0, y0], np.float32)).astype(np.float32)
+    posed = speak(rgb, shifted, pose)
+    mask = warp_mask(shifted, rgb.shape[1], rgb.shape[0])
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    alpha[mask.box.slices] = mask.alpha
+    write_roi(frame, posed, alpha, roi, width, height)
+    return frame
 
 
 def _rounding(prof: _Profile, u: Floats, v: Floats, amount: float) -> Floats:

@@ -60,10 +60,29 @@ def iter_frames(
     yield from _constant_rate(frames, fps)
 
 
-def _decode_timed(path: Path, size: tuple[int, int] | None) -> Iterator[tuple[float, Image]]:
-    """Yield (seconds from the first frame, RGB frame) for each decoded frame."""
+def iter_frames_i420(
+    path: Path, *, size: tuple[int, int] | None = None, fps: float | None = None
+) -> Iterator[Image]:
+    """`iter_frames`, but each frame as an I420 array ((3H/2) x W: Y, then U, then V planes).
+
+    A 4:2:0 source at the requested size comes through untouched: no RGB round trip, whose
+    chroma filtering would cost every later generation a little more (rotated sources are
+    turned in RGB, their one conversion).
+    """
+    frames = _decode_timed(path, size, "yuv420p")
+    if fps is None:
+        for _, image in frames:
+            yield image
+        return
+    yield from _constant_rate(frames, fps)
+
+
+def _decode_timed(
+    path: Path, size: tuple[int, int] | None, pix_fmt: str = "rgb24"
+) -> Iterator[tuple[float, Image]]:
+    """Yield (seconds from the first frame, frame as `pix_fmt`) for each decoded frame."""
     check_file(path)
-    kwargs: dict[str, Any] = {"format": "rgb24"}
+    kwargs: dict[str, Any] = {"format": pix_fmt}
     if size is not None:
         kwargs.update(width=size[0], height=size[1], interpolation="AREA")
     count = 0
@@ -90,7 +109,23 @@ def _upright(frame: Any, kwargs: dict[str, Any]) -> Image:
         return np.asarray(frame.to_ndarray(**kwargs))
     if turns % 2 and "width" in kwargs:
         kwargs = {**kwargs, "width": kwargs["height"], "height": kwargs["width"]}
+    if kwargs["format"] == "yuv420p":
+        return _turn_i420(np.asarray(frame.to_ndarray(**kwargs)), turns)
     return np.ascontiguousarray(np.rot90(frame.to_ndarray(**kwargs), turns))
+
+
+def _turn_i420(i420: Image, turns: int) -> Image:
+    """Rotate an I420 array by quarter turns, plane by plane (lossless)."""
+    width = i420.shape[1]
+    height = i420.shape[0] * 2 // 3
+    flat = i420.reshape(-1)
+    area = width * height
+    y = flat[:area].reshape(height, width)
+    u = flat[area : area * 5 // 4].reshape(height // 2, width // 2)
+    v = flat[area * 5 // 4 :].reshape(height // 2, width // 2)
+    parts = [np.rot90(p, turns).reshape(-1) for p in (y, u, v)]
+    out_width = height if turns % 2 else width
+    return np.ascontiguousarray(np.concatenate(parts).reshape(-1, out_width))
 
 
 def _constant_rate(frames: Iterable[tuple[float, Image]], fps: float) -> Iterator[Image]:
@@ -332,6 +367,15 @@ class VideoWriter:
     def write(self, frame: Image) -> None:
         """Encode one RGB uint8 frame, then the audio up to the end of that frame."""
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = self.frames
+        vf.time_base = Fraction(1, self.fps)
+        self.container.mux(self.video.encode(vf))
+        self.frames += 1
+        self._write_audio_until(self.frames * self.audio_rate // self.fps)
+
+    def write_i420(self, frame: Image) -> None:
+        """Encode one I420 frame ((3H/2) x W uint8): the encoder's own layout, no conversion."""
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="yuv420p")
         vf.pts = self.frames
         vf.time_base = Fraction(1, self.fps)
         self.container.mux(self.video.encode(vf))

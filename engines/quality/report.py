@@ -172,9 +172,9 @@ def _authenticity(video: quality_video.VideoStats) -> dict[str, Any]:
         "definition": (
             f"share of pixels outside the engines' mouth masks (+{quality_video.CODEC_MARGIN} px) "
             f"in {quality_video.BLOCK}x{quality_video.BLOCK} tiles whose mean differs from the "
-            f"source by over {quality_video.MEAN_TOL:g} or mean absolute difference exceeds "
-            f"{quality_video.ABS_TOL:g} grey levels, the source taken through the encoder's "
-            "RGB-YUV 4:2:0 conversion"
+            "source clip encoded again with the render's own encoder settings by over "
+            f"{quality_video.FRAME_TOL:g} grey levels in a frame or "
+            f"{quality_video.LASTING_TOL:g} on average over the render"
         ),
     }
 

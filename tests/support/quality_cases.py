@@ -9,7 +9,9 @@ and breaks one thing, written in one encode from the clip like a real render:
 - ``blurry``: the mouth region blurred inside the engine's mask;
 - ``flicker``: the mouth jumps by a few pixels every other frame, inside the mask;
 - ``pasted``: the whole face box pasted back hard with a colour cast, as a crude engine
-  would, so pixels outside the mask change.
+  would, so pixels outside the mask change;
+- ``subtle``: a band across the top of the frame, far from the mouth, 3 levels brighter: a
+  change too small to see in any one tile of one frame, but there all along.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import numpy.typing as npt
 from engines.lipsync.compositing import blend
 from engines.lipsync.facetrack import FaceTrack
 from engines.lipsync.landmark import AUDIO_RATE, mouth_poses
-from engines.lipsync.mouth_warp import MouthPose, speak, warp_mask
+from engines.lipsync.mouth_warp import MouthPose, speak_i420, warp_mask
+from engines.lipsync.wav2lip_io import iter_pingpong, roi_to_rgb, write_roi
 from engines.media.guard import open_input
-from engines.media.video import VideoWriter, frames_for_audio, iter_pingpong, load_audio
+from engines.media.video import VideoWriter, frames_for_audio, load_audio
 
 #: Changes one finished frame: (frame, its clip landmarks, output index) -> frame.
 Image = npt.NDArray[np.uint8]
@@ -55,17 +58,34 @@ def render_with(
     samples = load_audio(speech, AUDIO_RATE)
     n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
     poses, _ = mouth_poses(samples, fps, n_out, text, language)
-    with VideoWriter(out_mp4, track.width, track.height, fps, audio=samples) as writer:
+    size = (track.width, track.height)
+    with VideoWriter(out_mp4, *size, fps, audio=samples) as writer:
+        # Like the engine, frames stay I420; a mutation sees RGB and only what it changes is
+        # written back, so nothing else takes a colour round trip.
         for i, (index, frame) in enumerate(
             iter_pingpong(avatar_dir / "clip.mp4", len(track), n_out, fps)
         ):
             if track.present[index]:
                 lm = track.landmarks[index]
-                frame = speak(frame, lm, MouthPose(0.0, 1.0, 0.0) if freeze else poses[i])
+                frame = speak_i420(
+                    frame, size, lm, MouthPose(0.0, 1.0, 0.0) if freeze else poses[i]
+                )
                 if mutate is not None:
-                    frame = mutate(frame, lm, i)
-            writer.write(frame)
+                    _mutate_i420(frame, size, mutate, lm, i)
+            writer.write_i420(frame)
     return out_mp4
+
+
+def _mutate_i420(
+    frame: Image, size: tuple[int, int], mutate: Mutation, lm: npt.NDArray[np.float32], i: int
+) -> None:
+    """Apply an RGB mutation to an I420 frame in place, writing back only the pixels it changed."""
+    width, height = size
+    box = (0, 0, width, height)
+    rgb = roi_to_rgb(frame, box, width, height)
+    out = mutate(rgb.copy(), lm, i)
+    changed = (out != rgb).any(axis=-1).astype(np.float32)
+    write_roi(frame, out, changed, box, width, height)
 
 
 def shift_audio(src_mp4: Path, out_mp4: Path, frames: int = SHIFT_FRAMES) -> Path:
@@ -116,6 +136,17 @@ def flicker_mouth(pixels: int = 4) -> Mutation:
         if patch.shape[0] != box.height:  # the box touches the top edge: leave it be
             return frame
         return blend(frame, patch, mask)
+
+    return apply
+
+
+def brighten_band(levels: int = 3, rows: int = 40) -> Mutation:
+    """Brighten the top `rows` rows of every frame by `levels`, outside any mouth mask."""
+
+    def apply(frame: Image, lm: npt.NDArray[np.float32], i: int) -> Image:
+        out = frame.copy()
+        out[:rows] = np.clip(out[:rows].astype(np.int16) + levels, 0, 255).astype(np.uint8)
+        return out
 
     return apply
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines.lipsync import facetrack
+from engines.lipsync import facetrack, wav2lip_io
 from engines.lipsync.alignment import align
 from engines.lipsync.demo_assets import make_demo_avatar
 from engines.lipsync.facetrack import FaceTrack
@@ -163,13 +163,14 @@ def test_frames_without_a_face_pass_through_untouched(avatar: Path, tmp_path: Pa
     faceless = copy_avatar(avatar, tmp_path / "faceless", present=np.zeros(n, bool))
     out, stats = render(faceless, tmp_path, y)
     assert stats["face_frames"] == 0
-    # The same frames through the same encoder settings give the same stream, bit for bit.
+    # The same frames (the clip's own 4:2:0 samples) through the same encoder settings give
+    # the same stream, bit for bit.
     ref = tmp_path / "ref.mp4"
     audio = media.load_audio(tmp_path / "speech.wav", 48_000)
-    source = media.iter_pingpong(faceless / "clip.mp4", n, stats["frames"], FPS)
+    source = wav2lip_io.iter_pingpong(faceless / "clip.mp4", n, stats["frames"], FPS)
     with media.VideoWriter(ref, 256, 256, FPS, audio=audio) as w:
         for _, frame in source:
-            w.write(frame)
+            w.write_i420(frame)
     got = list(media.iter_frames(out))
     want = list(media.iter_frames(ref))
     assert len(got) == len(want) == stats["frames"]
