@@ -113,24 +113,20 @@ def _close_eye(rgb: Image, eye: Landmarks, amount: float) -> tuple[Image, npt.ND
     v_src[skin] = (top + (v - top) * (lid - top) / np.maximum(edge - top, 1e-3))[skin]
     # Below it: what shows of the eye, [lid, bottom] squeezed into [edge, bottom].
     v_src[under] = (lid + (v - edge) * (bottom - lid) / np.maximum(bottom - edge, 1e-3))[under]
-    src_x = centre[0] + u * across[0] + v_src * down[0]
-    src_y = centre[1] + u * across[1] + v_src * down[1]
-    out = cast(
-        Image,
-        cv2.remap(
-            rgb,
-            src_x.astype(np.float32),
-            src_y.astype(np.float32),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        ),
-    )
+    src = centre + u[..., None] * across + v_src[..., None] * down  # (H, W, 2) source x, y
+    out = _sample(rgb, src)
     # The lashes: a soft dark line along the lid's edge, as strong as the lid is low.
     lash = amount * shape * np.exp(-(((v - edge) / max(0.06 * eye_w, 0.8)) ** 2))
     dark = out.astype(np.float64) * (1.0 - 0.45 * lash[..., None])
     out = np.clip(np.round(dark), 0, 255).astype(np.uint8)
     moved = (shape > 0) & (v >= top) & (v < bottom + 0.15 * eye_w)
     return out, moved.astype(np.float32)
+
+
+def _sample(rgb: Image, src: npt.NDArray[np.float64]) -> Image:
+    """The crop resampled at (H, W, 2) source points (x, y), edges repeated."""
+    x, y = src[..., 0].astype(np.float32), src[..., 1].astype(np.float32)
+    return cast(Image, cv2.remap(rgb, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
 
 
 def head_mask(lm: Landmarks, width: int, height: int) -> npt.NDArray[np.float32]:

@@ -95,16 +95,40 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
     """
     lib = coqui()
     fix = registry.fix_for(registry.get("xtts_v2"))
+    config = _read_config(lib, model_dir, fix)
+    try:
+        lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
+    except Exception as exc:  # the tokenizers library raises its own exception types
+        raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
+    model = _build_and_load(lib, config, model_dir, fix)
+    broken = non_finite(model)
+    if broken:
+        raise ModelMissing(
+            f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
+            f"(e.g. {broken[0]}); fix: {fix}"
+        )
+    if not _vocoder_probe_ok(model):
+        raise ModelMissing(
+            f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
+        )
+    model.to(device)
+    model.gpt.to(dtype)
+    return model
+
+
+def _read_config(lib: types.SimpleNamespace, model_dir: Path, fix: str) -> Any:
+    """The folder's config.json as coqui-tts's XttsConfig; ModelMissing if unreadable."""
     try:
         json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         config = lib.XttsConfig()
         config.load_json(str(model_dir / "config.json"))
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ModelMissing(f"xtts_v2/config.json is unreadable ({exc}); fix: {fix}") from exc
-    try:
-        lib.VoiceBpeTokenizer(vocab_file=str(model_dir / "vocab.json"))
-    except Exception as exc:  # the tokenizers library raises its own exception types
-        raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
+    return config
+
+
+def _build_and_load(lib: types.SimpleNamespace, config: Any, model_dir: Path, fix: str) -> Any:
+    """Build the model and load model.pth strictly; ModelMissing if the file will not load."""
     try:
         # coqui-tts builds the model twice (in the constructor and again in load_checkpoint),
         # each time drawing random values for 467 M parameters that the strict load then
@@ -119,18 +143,6 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
         raise ModelMissing(
             f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"
         ) from exc
-    broken = non_finite(model)
-    if broken:
-        raise ModelMissing(
-            f"xtts_v2/model.pth holds NaN or infinite values in {len(broken)} tensors "
-            f"(e.g. {broken[0]}); fix: {fix}"
-        )
-    if not _vocoder_probe_ok(model):
-        raise ModelMissing(
-            f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
-        )
-    model.to(device)
-    model.gpt.to(dtype)
     return model
 
 
