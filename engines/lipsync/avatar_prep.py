@@ -91,6 +91,28 @@ def _prepare(
 ) -> dict[str, Any]:
     """Write clip, track, metadata and poster; the caller cleans up on failure."""
     fps = settings.output_fps
+    width, height, total, frames = _source_frames(media, info, settings)
+    tmp = out_dir / "clip.tmp.mp4"
+    poster: list[Frame] = []
+    with VideoWriter(
+        tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET, tune=CLIP_TUNE
+    ) as writer:
+        track = track_frames(_tee(frames, writer, poster), fps, total, progress)
+    _check_track(track, media, info, fps, total)
+    tmp.replace(out_dir / "clip.mp4")
+    track.save(out_dir / "track.npz")
+    _write_poster(_poster_frame(poster, track), out_dir / "poster.jpg")
+    meta = _metadata(track, info, fps, width, height)
+    _write_json(meta, out_dir / "avatar.json")
+    progress(1.0, "track")
+    return meta
+
+
+def _source_frames(
+    media: Path, info: MediaInfo, settings: Settings
+) -> tuple[int, int, int, Iterable[Frame]]:
+    """(width, height, expected frames, I420 frames) of the clip to make from `media`."""
+    fps = settings.output_fps
     width, height = even_size(info.width, info.height, MAX_SIDE)
     if info.kind == "image":
         photo = load_photo(media)
@@ -98,20 +120,18 @@ def _prepare(
         landmarks = _require_face(photo, media)
         total = round(PHOTO_CLIP_S * fps)
         motion = head_motion(photo, landmarks, fps, total)
-        frames: Iterable[Frame] = (_to_i420(f) for f in motion)
-    else:
-        total = max(1, round(info.duration_s * fps))
-        limit = math.ceil(settings.max_avatar_s * fps) + fps
-        # The upload's own 4:2:0 samples go to the encoder: an RGB round trip would blur
-        # the chroma once more before every render adds its own generation.
-        decoded = iter_frames_i420(media, size=(width, height), fps=fps)
-        frames = _capped(decoded, limit, media, settings, info.width * info.height)
-    tmp = out_dir / "clip.tmp.mp4"
-    poster: list[Frame] = []
-    with VideoWriter(
-        tmp, width, height, fps, crf=CLIP_CRF, preset=CLIP_PRESET, tune=CLIP_TUNE
-    ) as writer:
-        track = track_frames(_tee(frames, writer, poster), fps, total, progress)
+        return width, height, total, (_to_i420(f) for f in motion)
+    total = max(1, round(info.duration_s * fps))
+    limit = math.ceil(settings.max_avatar_s * fps) + fps
+    # The upload's own 4:2:0 samples go to the encoder: an RGB round trip would blur
+    # the chroma once more before every render adds its own generation.
+    decoded = iter_frames_i420(media, size=(width, height), fps=fps)
+    frames = _capped(decoded, limit, media, settings, info.width * info.height)
+    return width, height, total, frames
+
+
+def _check_track(track: FaceTrack, media: Path, info: MediaInfo, fps: int, total: int) -> None:
+    """Reject a clip with no frame, a cut-off video, or no face anywhere."""
     if len(track) == 0:
         raise BadInput(f"{media.name} holds no decodable video frame")
     if info.kind != "image" and len(track) < TRUNCATED_SHARE * total and total - len(track) > fps:
@@ -124,10 +144,13 @@ def _prepare(
         raise BadInput(
             f"no face found in {media.name}; use a clip where the face is clearly visible"
         )
-    tmp.replace(out_dir / "clip.mp4")
-    track.save(out_dir / "track.npz")
-    _write_poster(_poster_frame(poster, track), out_dir / "poster.jpg")
-    meta = {
+
+
+def _metadata(
+    track: FaceTrack, info: MediaInfo, fps: int, width: int, height: int
+) -> dict[str, Any]:
+    """The contents of ``avatar.json`` for a prepared clip."""
+    return {
         "frames": len(track),
         "fps": fps,
         "width": width,
@@ -136,9 +159,6 @@ def _prepare(
         "face_frames": track.face_frames,
         "source": "photo" if info.kind == "image" else "video",
     }
-    _write_json(meta, out_dir / "avatar.json")
-    progress(1.0, "track")
-    return meta
 
 
 def _capped(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,51 +164,86 @@ class LandmarkEngine:
         times = dict.fromkeys(("audio", "decode", "warp", "encode"), 0.0)
         t0 = time.perf_counter()
         progress(0.0, "audio")
-        meta = json.loads((avatar_dir / "avatar.json").read_text(encoding="utf-8"))
-        track = FaceTrack.load(avatar_dir / "track.npz")
-        fps = int(meta["fps"])
-        samples = load_audio(audio, AUDIO_RATE)
-        n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
-        poses, phones = mouth_poses(samples, fps, n_out, text, language)
-        # A photo does not blink by itself. The blinks' seed is the speech itself: the same
-        # render blinks the same way again, different renders at different times.
-        blinks = np.zeros(n_out)
-        if meta.get("source") == "photo":
-            blinks = blink_amounts(zlib.crc32(samples.tobytes()), n_out, fps)
+        cues = _load_cues(avatar_dir, audio, text, language)
         times["audio"] = time.perf_counter() - t0
-        face_frames = 0
-        size = (track.width, track.height)
+        size = (cues.track.width, cues.track.height)
         # Frames stay in the clip's own 4:2:0 layout from decoder to encoder; only the mouth
         # is turned into RGB and back, so the rest of the frame loses nothing to conversions.
-        writer = I420Writer(out_mp4, *size, fps, audio=samples, metadata=metadata)
+        writer = I420Writer(out_mp4, *size, cues.fps, audio=cues.samples, metadata=metadata)
         with writer:
-            frames = iter_pingpong(avatar_dir / "clip.mp4", len(track), n_out, fps)
-            for i in range(n_out):
-                t = time.perf_counter()
-                index, frame = next(frames)
-                t1 = time.perf_counter()
-                if track.present[index]:
-                    frame = speak_i420(frame, size, track.landmarks[index], poses[i])
-                    frame = blink_i420(frame, size, track.landmarks[index], float(blinks[i]))
-                    face_frames += 1
-                t2 = time.perf_counter()
-                writer.write(frame)
-                t3 = time.perf_counter()
-                times["decode"] += t1 - t
-                times["warp"] += t2 - t1
-                times["encode"] += t3 - t2
-                if i % 25 == 0:
-                    progress(i / n_out, "warp")
+            face_frames = _warp_frames(avatar_dir / "clip.mp4", cues, writer, times, progress)
             t = time.perf_counter()
         times["encode"] += time.perf_counter() - t
         progress(1.0, "encode")
-        return {
-            "frames": n_out,
-            "fps": fps,
-            "face_frames": face_frames,
-            "audio_s": round(len(samples) / AUDIO_RATE, 3),
-            "cues": "audio" if phones is None else "phones",
-            "closures_s": [] if phones is None else [round(t, 3) for t in closure_times(phones)],
-            "blink_frames": [int(i) for i in np.flatnonzero(blinks >= 1.0)],
-            "seconds": {k: round(v, 3) for k, v in times.items()},
-        }
+        return _render_report(cues, face_frames, times)
+
+
+@dataclass(frozen=True)
+class _Cues:
+    """What a render needs besides the clip: the face track, the audio and per-frame cues."""
+
+    track: FaceTrack
+    fps: int
+    samples: npt.NDArray[np.float32]
+    frames: int
+    poses: list[MouthPose]
+    phones: list[Phone] | None
+    blinks: npt.NDArray[np.float64]
+
+
+def _load_cues(avatar_dir: Path, audio: Path, text: str, language: str) -> _Cues:
+    """Read the prepared avatar's track and turn the audio (and script) into per-frame cues."""
+    meta = json.loads((avatar_dir / "avatar.json").read_text(encoding="utf-8"))
+    track = FaceTrack.load(avatar_dir / "track.npz")
+    fps = int(meta["fps"])
+    samples = load_audio(audio, AUDIO_RATE)
+    n_out = frames_for_audio(len(samples), AUDIO_RATE, fps)
+    poses, phones = mouth_poses(samples, fps, n_out, text, language)
+    # A photo does not blink by itself. The blinks' seed is the speech itself: the same
+    # render blinks the same way again, different renders at different times.
+    blinks = np.zeros(n_out)
+    if meta.get("source") == "photo":
+        blinks = blink_amounts(zlib.crc32(samples.tobytes()), n_out, fps)
+    return _Cues(track, fps, samples, n_out, poses, phones, blinks)
+
+
+def _warp_frames(
+    clip: Path, cues: _Cues, writer: I420Writer, times: dict[str, float], progress: ProgressFn
+) -> int:
+    """Warp and write every output frame, adding to `times`; return how many showed a face."""
+    track = cues.track
+    size = (track.width, track.height)
+    face_frames = 0
+    frames = iter_pingpong(clip, len(track), cues.frames, cues.fps)
+    for i in range(cues.frames):
+        t = time.perf_counter()
+        index, frame = next(frames)
+        t1 = time.perf_counter()
+        if track.present[index]:
+            frame = speak_i420(frame, size, track.landmarks[index], cues.poses[i])
+            frame = blink_i420(frame, size, track.landmarks[index], float(cues.blinks[i]))
+            face_frames += 1
+        t2 = time.perf_counter()
+        writer.write(frame)
+        t3 = time.perf_counter()
+        times["decode"] += t1 - t
+        times["warp"] += t2 - t1
+        times["encode"] += t3 - t2
+        if i % 25 == 0:
+            progress(i / cues.frames, "warp")
+    return face_frames
+
+
+def _render_report(cues: _Cues, face_frames: int, times: dict[str, float]) -> dict[str, Any]:
+    """The render's summary: frames, cues used, closures, blinks and timings (JSON-able)."""
+    phones = cues.phones
+    return {
+        "frames": cues.frames,
+        "fps": cues.fps,
+        "face_frames": face_frames,
+        "audio_s": round(len(cues.samples) / AUDIO_RATE, 3),
+        "cues": "audio" if phones is None else "phones",
+        "closures_s": [] if phones is None else [round(t, 3) for t in closure_times(phones)],
+        "blink_frames": [int(i) for i in np.flatnonzero(cues.blinks >= 1.0)],
+        "seconds": {k: round(v, 3) for k, v in times.items()},
+    }

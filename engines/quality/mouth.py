@@ -97,27 +97,51 @@ def mouth_report(
     series: float | Array = rest
     if source is not None:
         series = source + rest_aperture(aperture - source, pauses)
-    close_tol = max(CLOSE_TOL, 1.0 / eye_px) if eye_px > 0 else CLOSE_TOL
-    rest_tol = max(REST_TOL, 1.5 / eye_px) if eye_px > 0 else REST_TOL
-    times, misses = closure_misses(aperture, phones, fps, series)
-    shut = [m <= close_tol for m in misses if np.isfinite(m)]
-    rounded = _median(width, phone_frames(phones, ROUNDED_PHONES, fps, frames))
-    spread = _median(width, phone_frames(phones, SPREAD_PHONES, fps, frames))
+    close_tol, rest_tol = _tolerances(eye_px)
     resting = (aperture - series)[pauses] <= rest_tol
     return {
         "measured": bool(np.isfinite(rest)),
         "rest_aperture": _round(rest),
-        "closure_tolerance": _round(close_tol),
+        **_closure_measures(aperture, phones, fps, series, close_tol),
+        **_rounding_measures(width, phones, fps, frames),
+        "pause_frames": int(pauses.size),
+        "rest_in_pauses": _round(float(resting.mean())) if pauses.size else None,
+        "phones": len(phones),
+    }
+
+
+def _tolerances(eye_px: float) -> tuple[float, float]:
+    """(closure, rest) tolerances, widened to a pixel or so on faces with `eye_px` > 0."""
+    if eye_px <= 0:
+        return CLOSE_TOL, REST_TOL
+    return max(CLOSE_TOL, 1.0 / eye_px), max(REST_TOL, 1.5 / eye_px)
+
+
+def _closure_measures(
+    aperture: Array, phones: Sequence[Phone], fps: float, rest: float | Array, tol: float
+) -> dict[str, Any]:
+    """The closure part of `mouth_report`: times, excess over rest, and the share that shut."""
+    times, misses = closure_misses(aperture, phones, fps, rest)
+    shut = [m <= tol for m in misses if np.isfinite(m)]
+    return {
+        "closure_tolerance": _round(tol),
         "closure_times_s": [round(t, 3) for t in times],
         "closure_excess": [_round(m) for m in misses],
         "closure_rate": _round(float(np.mean(shut))) if shut else None,
         "closures": len(times),
+    }
+
+
+def _rounding_measures(
+    width: Array, phones: Sequence[Phone], fps: float, frames: int
+) -> dict[str, Any]:
+    """The rounding part of `mouth_report`: median widths on rounded and spread vowels."""
+    rounded = _median(width, phone_frames(phones, ROUNDED_PHONES, fps, frames))
+    spread = _median(width, phone_frames(phones, SPREAD_PHONES, fps, frames))
+    return {
         "round_width": _round(rounded),
         "spread_width": _round(spread),
         "round_ratio": _round(rounded / spread) if spread > 0 else None,
-        "pause_frames": int(pauses.size),
-        "rest_in_pauses": _round(float(resting.mean())) if pauses.size else None,
-        "phones": len(phones),
     }
 
 
