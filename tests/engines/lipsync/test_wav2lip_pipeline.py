@@ -13,7 +13,7 @@ from engines.lipsync.wav2lip_generator import Generator
 from engines.lipsync.wav2lip_model import Wav2Lip
 from engines.lipsync.wav2lip_pipeline import RenderPlan, render_stream
 from engines.media import video as media
-from jayavatar.errors import EngineError
+from jayavatar.errors import BadInput, EngineError
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -114,5 +114,6 @@ def test_a_failing_generator_stops_the_render_with_an_engine_error(tmp_path: Pat
 
 
 def test_a_failing_decoder_stops_the_render_too(tmp_path: Path) -> None:
-    with pytest.raises(EngineError, match="wav2lip render failed"):
+    # The guarded open refuses the missing clip; the render stops with that, not a hang.
+    with pytest.raises(BadInput, match=r"missing\.mp4 does not exist"):
         render_stream(small_plan(tmp_path / "missing.mp4"), broken, Sink(), lambda n: None)
