@@ -31,6 +31,7 @@ DRIVER = shutil.which("chromedriver")
 ARTIFACTS = ROOT / "out" / "test-artifacts"
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # the browser tests skip below
@@ -141,8 +142,10 @@ def test_log_in_render_watch_and_play(site: tuple[str, str], browser: Any, tmp_p
     WebDriverWait(browser, 30).until(lambda d: "/dashboard/requests/" in d.current_url)
     rid = browser.current_url.rsplit("/", 1)[1]
 
-    # The page follows the request's events and reloads itself once it is final.
-    WebDriverWait(browser, 300).until(
+    # The page follows the request's events and reloads itself once it is final, and again
+    # once the quality report is there; look at it only after the last reload.
+    stale = (StaleElementReferenceException,)
+    WebDriverWait(browser, 300, ignored_exceptions=stale).until(
         lambda d: (
             (
                 d.find_element(By.ID, "state").text in ("done", "failed", "cancelled")
@@ -150,6 +153,9 @@ def test_log_in_render_watch_and_play(site: tuple[str, str], browser: Any, tmp_p
             )
             or d.find_elements(By.ID, "req-error")
         )
+    )
+    WebDriverWait(browser, 240, ignored_exceptions=stale).until(
+        lambda d: d.find_elements(By.ID, "quality-plot") or d.find_elements(By.ID, "req-error")
     )
     assert browser.find_element(By.ID, "state").text == "done"
     WebDriverWait(browser, 60).until(
@@ -166,8 +172,6 @@ def test_log_in_render_watch_and_play(site: tuple[str, str], browser: Any, tmp_p
     video = browser.find_element(By.ID, "video")
     assert video.get_attribute("poster").endswith("/v1/avatars/alice/face/poster.jpg")
 
-    # The quality report follows the render; the page reloads itself once it is there.
-    WebDriverWait(browser, 240).until(lambda d: d.find_elements(By.ID, "quality-plot"))
     WebDriverWait(browser, 30).until(
         lambda d: d.execute_script(
             "const i = document.getElementById('quality-plot');return i.complete && i.naturalWidth"
