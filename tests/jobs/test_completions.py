@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,16 +11,6 @@ from redis.asyncio import Redis
 from jayavatar.settings import Settings
 from jobs import keys
 from jobs.completions import CompletionReader
-from tests.support.stack import RedisProcess
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server."""
-    server = RedisProcess(tmp_path_factory.mktemp("completions-redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture

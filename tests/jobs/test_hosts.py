@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +11,6 @@ from redis.asyncio import Redis
 
 from jayavatar.settings import Settings
 from jobs.hosts import BEATS_TO_EXPIRE, Beacon, describe, list_workers
-from tests.support.stack import RedisProcess
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of our own."""
-    proc = RedisProcess(tmp_path_factory.mktemp("redis"))
-    proc.start()
-    try:
-        yield proc.url
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

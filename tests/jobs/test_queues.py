@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,8 @@ from jobs.client import JobClient
 from jobs.records import Request
 from jobs.wakeup import WakeWorker
 from jobs.worker import redis_settings
-from tests.support.stack import RedisProcess
 
 USERS = ("alice", "bob", "carol")
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server."""
-    server = RedisProcess(tmp_path_factory.mktemp("queues-redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture

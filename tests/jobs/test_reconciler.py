@@ -6,26 +6,16 @@ A worker killed between finishing a stage and ARQ's bookkeeping leaves its job q
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jayavatar.settings import Settings
-from jobs import stages
 from jobs.client import JobClient
+from jobs.context import StageContext
 from jobs.reconciler import reconcile
-from tests.support.stack import RedisProcess
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server."""
-    server = RedisProcess(tmp_path_factory.mktemp("reconciler-redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
 def context(client: JobClient) -> dict[str, Any]:
     """The worker context the reconciler cron receives (no engine needed)."""
     no_engine: Any = None
-    sc = stages.StageContext(
+    sc = StageContext(
         client.settings, client.redis, client.store, client.storage, client.accounts, no_engine, 30
     )
     return {"stage": sc, "queue_kind": "voice"}

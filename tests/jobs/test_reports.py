@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,9 @@ from engines.calls import EngineCall, Evaluate
 from jayavatar.settings import Settings
 from jobs import reports, stages
 from jobs.client import JobClient
+from jobs.context import StageContext
 from jobs.liveness import pulse
 from jobs.records import Request
-from tests.support.stack import RedisProcess
 
 
 class Measurer:
@@ -27,15 +27,6 @@ class Measurer:
         assert isinstance(call, Evaluate)
         self.calls.append(call.mp4)
         return {"summary": "measured", "flags": []}
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server."""
-    server = RedisProcess(tmp_path_factory.mktemp("reports-redis"))
-    server.start()
-    yield server.url
-    server.stop()
 
 
 @pytest.fixture
@@ -51,10 +42,10 @@ async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
     await job_client.close()
 
 
-def worker(client: JobClient, worker_id: str) -> stages.StageContext:
+def worker(client: JobClient, worker_id: str) -> StageContext:
     """The stage context of one lip-sync worker (its engine is never called here)."""
     no_engine: Any = None
-    return stages.StageContext(
+    return StageContext(
         client.settings,
         client.redis,
         client.store,
@@ -66,7 +57,7 @@ def worker(client: JobClient, worker_id: str) -> stages.StageContext:
     )
 
 
-async def rendered(client: JobClient, sc: stages.StageContext) -> Request:
+async def rendered(client: JobClient, sc: StageContext) -> Request:
     """A render finished through the stages' own `finish`."""
     req = await client.submit_render("alice", "Hello.", "me", "me")
     req, _ = await client.store.update(req.id, lambda r: r.changed(state="lipsync"))

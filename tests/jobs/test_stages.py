@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,9 +15,9 @@ from engines.calls import EngineCall, Enroll, Render, Synthesize
 from jayavatar.settings import Settings
 from jobs import enroll_stages, stages
 from jobs.client import JobClient
+from jobs.context import StageContext
 from storage.keys import speech_key
 from tests.support.assets import wav
-from tests.support.stack import RedisProcess
 
 
 async def test_a_slow_call_times_out() -> None:
@@ -83,15 +83,6 @@ class CancellingHost:
         return 1.0 if isinstance(call, Synthesize) else {}
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server."""
-    server = RedisProcess(tmp_path_factory.mktemp("stages-redis"))
-    server.start()
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture
 async def staged(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[JobClient, Any]]:
     """A client with Alice's voice and avatar, and a stage context whose host cancels."""
@@ -104,7 +95,7 @@ async def staged(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[JobClien
         client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
         await client.accounts.register(kind, "alice", "me", {})
     host: Any = CancellingHost(client)
-    context = stages.StageContext(
+    context = StageContext(
         settings,
         client.redis,
         client.store,
