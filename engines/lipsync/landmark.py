@@ -37,6 +37,8 @@ AUDIO_RATE = 48_000
 #: Loudness range (dB under the loud parts) over which the mouth goes from shut to open.
 RANGE_DB = 26.0
 OPEN_CURVE = 1.6
+#: The same curve under visemes, which already keep consonants small.
+VISEME_CURVE = 1.0
 #: Mean-square level (dBFS) at or below which there is no speech at all, whatever the mix.
 SILENCE_DB = -50.0
 
@@ -130,8 +132,7 @@ def mouth_poses(
     phones = align(samples, AUDIO_RATE, text, language) if text else None
     if phones is None:
         return _poses(feats), None
-    # Linear in dB: the visemes already keep consonants small, the job of the power curve.
-    return viseme_poses(phones, loudness_opening(feats[:, 0], 1.0), fps), phones
+    return viseme_poses(phones, loudness_opening(feats[:, 0], VISEME_CURVE), fps), phones
 
 
 class LandmarkEngine:

@@ -198,7 +198,7 @@ def warp_mask(lm: Landmarks, width: int, height: int) -> Mask:
 
 def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
     """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched."""
-    if pose.open < 0.02 and abs(pose.round) < 0.02:
+    if abs(pose.open) < 0.02 and abs(pose.round) < 0.02:
         return frame
     h, w = frame.shape[:2]
     geo = _geometry(lm)
@@ -242,7 +242,7 @@ def speak_i420(frame: Image, size: tuple[int, int], lm: Landmarks, pose: MouthPo
     written back where the mask is non-zero, so every pixel outside stays the decoded one and
     the frame goes to the encoder without another colour round trip.
     """
-    if pose.open < 0.02 and abs(pose.round) < 0.02:
+    if abs(pose.open) < 0.02 and abs(pose.round) < 0.02:
         return frame
     width, height = size
     mb = warp_mask(lm, width, height).box

@@ -31,8 +31,14 @@ CLOSURE_LEAD_S = 0.02
 BURST_S = 0.02
 #: However short the phone, the lips stay shut this many frames' time.
 MIN_CLOSURE_FRAMES = 1.6
+#: How far past rest (as a negative opening) the lips press together at a closure: lips that
+#: meet for /p b m/ are pressed, a little thinner than at rest, not merely touching.
+CLOSURE_PRESS = 0.05
 #: Share of the loudness opening that even the least open shape keeps.
 LOUDNESS_FLOOR = 0.8
+#: Smoothing of the opening, frames (a Gaussian's sigma): lips cannot jump, but too much would
+#: blur the syllables that loudness marks.
+OPEN_SMOOTH = 0.6
 
 
 @dataclass(frozen=True)
@@ -150,12 +156,13 @@ def viseme_poses(
     # vowel reaches the full loudness opening, a consonant only part of it.
     opening = loud * (LOUDNESS_FLOOR + (1 - LOUDNESS_FLOOR) * opening / OPEN.open)
     # Smoothing must not leak speech into a pause: where the voice is silent the mouth rests.
-    opening = gaussian_filter1d(opening, 1.0, mode="nearest") * np.clip(loud / 0.05, 0.0, 1.0)
+    voiced = np.clip(loud / 0.05, 0.0, 1.0)
+    opening = gaussian_filter1d(opening, OPEN_SMOOTH, mode="nearest") * voiced
     jaw = gaussian_filter1d(jaw, 1.0, mode="nearest")
     rounding = gaussian_filter1d(rounding, 1.0, mode="nearest") * np.clip(loud / 0.02, 0.0, 1.0)
     shut = closure_amount(phones, times, fps)
     # Closing is applied last and unsmoothed, so the lips really meet.
-    opening = opening * (1.0 - shut)
+    opening = opening * (1.0 - shut) - CLOSURE_PRESS * shut
     return [
         MouthPose(float(o), float(j), float(r))
         for o, j, r in zip(opening, jaw, rounding, strict=True)

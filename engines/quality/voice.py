@@ -210,13 +210,15 @@ def stock_embedding() -> Vector:
     return embed(stock_speech(STOCK_TEXT))
 
 
-def stock_speech(text: str) -> npt.NDArray[np.float32]:
-    """The stock Piper voice reading `text`, as 16 kHz mono."""
+def stock_speech(text: str, repeatable: bool = False) -> npt.NDArray[np.float32]:
+    """The stock Piper voice reading `text`, as 16 kHz mono (`repeatable`: without noise)."""
     from piper import SynthesisConfig
     from scipy.signal import resample_poly
 
     voice = _piper()
-    parts = [chunk.audio_float_array for chunk in voice.synthesize(text, SynthesisConfig())]
+    # Piper draws its voice's noise afresh in every process; without it a text reads the same.
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if repeatable else None
+    parts = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]
     speech = np.concatenate(parts).astype(np.float32)
     rate = int(voice.config.sample_rate)
     g = int(np.gcd(rate, RATE))

@@ -8,6 +8,7 @@ import pytest
 from engines.lipsync.alignment import Phone
 from engines.lipsync.visemes import (
     CLOSED,
+    CLOSURE_PRESS,
     OPEN,
     ROUNDED,
     VISEMES,
@@ -65,8 +66,9 @@ def test_every_phone_has_a_shape() -> None:
 def test_lips_shut_for_every_bilabial_even_a_short_one() -> None:
     phones = seq(("SIL", 0.2), ("AA", 0.2), ("M", 0.03), ("AA", 0.2), ("B", 0.06), ("AA", 0.2))
     open_, _ = poses(phones)
-    assert open_[at(phones, 2)] == 0.0
-    assert open_[at(phones, 4)] == 0.0
+    # Shut means pressed: at the closure the opening goes past rest (negative).
+    assert open_[at(phones, 2)] == -CLOSURE_PRESS < 0.0
+    assert open_[at(phones, 4)] == -CLOSURE_PRESS
     assert open_[at(phones, 1)] > 0.5 and open_[at(phones, 3)] > 0.5
 
 
