@@ -20,7 +20,7 @@ RATE = quality_voice.RATE
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """The stock Piper voice reading SCRIPT, 16 kHz mono."""
-    return quality_voice.stock_speech(SCRIPT)
+    return quality_voice.stock_speech(SCRIPT, repeatable=True)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_closures_are_quieter_than_their_vowels(phones: list[Phone], speech: np.
 
 
 def test_words_missing_from_the_dictionary_are_pronounced_by_espeak() -> None:
-    speech = quality_voice.stock_speech("JayAvatar says hello.")
+    speech = quality_voice.stock_speech("JayAvatar says hello.", repeatable=True)
     found = align(speech, RATE, "JayAvatar says hello.", "en")
     assert found is not None
     assert [p.name for p in found if p.name != "SIL"][:2] == ["JH", "EY"]

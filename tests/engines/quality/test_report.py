@@ -71,7 +71,7 @@ def _make_case(case: str, s: dict[str, Path]) -> Path:
     if case == "wrong_voice":
         # The stock voice, unmatched: what a render would sound like if matching were skipped.
         wav = s["root"] / "stock.wav"
-        sf.write(wav, quality_voice.stock_speech(TEXT), quality_voice.RATE)
+        sf.write(wav, quality_voice.stock_speech(TEXT, repeatable=True), quality_voice.RATE)
         engine = LandmarkEngine(Settings(_env_file=None))
         engine.render(s["avatar"], wav, out, lambda f, p: None, {}, TEXT, "en")
         return out
