@@ -33,8 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis as sync_redis
-
 from bench.e2e_stack import Profile, Worker, build_inputs, child_env, restart, worker_pythons
 from jayavatar.settings import Settings
 from jobs.client import JobClient
@@ -78,13 +76,13 @@ def text_for(seconds: int, n: int) -> str:
 class Bench:
     """The running stack: Redis, two workers, a client; measures requests through it."""
 
-    def __init__(self, profile: Profile, work: Path) -> None:
-        self.profile, self.work = profile, work
+    def __init__(self, profile: Profile, work: Path, counts: dict[str, int]) -> None:
+        self.profile, self.work, self.counts = profile, work, counts
         self.redis = RedisProcess(work / "redis")
         self.env: dict[str, str] = {}
         self.workers: list[Worker] = []
         self.client: JobClient | None = None
-        self.ready: dict[str, list[float]] = {"voice": [], "lipsync": []}
+        self.ready: dict[str, list[float]] = {}
 
     def settings(self) -> Settings:
         """The deployment settings every process of this bench shares."""
@@ -118,14 +116,9 @@ class Bench:
             }
         )
         self.workers = [
-            Worker(
-                kind,
-                p.pythons[kind],
-                self.env,
-                self.work / f"worker-{kind}.log",
-                f"e2e:{kind}:health-check",
-            )
-            for kind in ("voice", "lipsync")
+            Worker(kind, p.pythons[kind], self.env, self.work / f"worker-{name}.log", name)
+            for kind, count in self.counts.items()
+            for name in (f"{kind}-{i + 1}" if count > 1 else kind for i in range(count))
         ]
         self.restart()
         client = self.client = await JobClient.connect(self.settings())
@@ -141,10 +134,8 @@ class Bench:
 
     def restart(self) -> None:
         """Kill and start both workers together; note each one's seconds to ready."""
-        conn = sync_redis.Redis.from_url(self.redis.url)
-        for kind, seconds in restart(self.workers, conn).items():
-            self.ready[kind].append(seconds)
-        conn.close()
+        for name, seconds in restart(self.workers).items():
+            self.ready.setdefault(name, []).append(seconds)
 
     async def one(self, text: str) -> dict[str, float]:
         """Submit one render and wait for it; return its end-to-end and per-stage times."""
@@ -225,10 +216,14 @@ async def measure(
     out: dict[str, Any] = {"warm": {}, "cold": {}, "loads": []}
     for seconds in lengths:  # first use of each text shape (XTTS captures a CUDA graph per batch)
         await bench.one(text_for(seconds, 99))
-    for seconds in lengths:
+    # Every worker's first job warms it up: as many at once as the most workers of a kind.
+    await asyncio.gather(
+        *(bench.one(text_for(10, 98 - n)) for n in range(max(bench.counts.values())))
+    )
+    for seconds in lengths if reps else []:
         out["warm"][seconds] = [await bench.one(text_for(seconds, n)) for n in range(reps)]
         print(latency_row("warm", seconds, out["warm"][seconds]), flush=True)
-    for seconds in lengths:
+    for seconds in lengths if reps else []:
         bench.restart()
         out["cold"][seconds] = [await bench.one(text_for(seconds, 50))]
         print(latency_row("after restart", seconds, out["cold"][seconds]), flush=True)
@@ -257,16 +252,16 @@ def card_name() -> str:
     return "CPU"
 
 
-def report(
-    card: str, profile: Profile, result: dict[str, Any], ready: dict[str, list[float]]
-) -> str:
+def report(card: str, profile: Profile, result: dict[str, Any], bench: Bench) -> str:
     """The Markdown report: cold starts, latencies, throughput."""
+    ready, counts = bench.ready, bench.counts
     lines = [
         f"# End to end on one machine: {card}",
         "",
         f"Engines {profile.voice_engine} + {profile.lipsync_engine} on {profile.device}, "
         f"random weights; avatar {profile.width}x{profile.height}, {profile.clip_s:g} s clip; "
-        "one worker of each kind; quality reports off.",
+        f"{counts['voice']} voice and {counts['lipsync']} lip-sync worker process(es) on this "
+        "machine; quality reports off.",
         "",
         "## Worker start → ready (s; first start, then each restart)",
         "",
@@ -315,16 +310,18 @@ async def run(args: argparse.Namespace) -> str:
     t = time.monotonic()
     build_inputs(profile, work)
     print(f"inputs built in {time.monotonic() - t:.1f} s under {work}", flush=True)
-    bench = Bench(profile, work)
+    bench = Bench(profile, work, {"voice": args.voice_workers, "lipsync": args.lipsync_workers})
     try:
         await bench.start()
         lengths = [3] if args.smoke else [3, 10, 30]
         loads = [1, 2] if args.smoke else [1, 4, 16]
         reps, per_client = (1, 1) if args.smoke else (args.reps, 2)
+        if args.only_load:
+            reps, lengths = 0, [10]
         result = await measure(bench, lengths, reps, loads, per_client)
     finally:
         await bench.stop()
-    return report(card_name(), profile, result, bench.ready)
+    return report(card_name(), profile, result, bench)
 
 
 def main() -> None:
@@ -334,6 +331,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="warm requests per speech length")
     parser.add_argument("--work", type=Path, help="folder for models and data (default: temp)")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    parser.add_argument("--voice-workers", type=int, default=1, help="voice worker processes")
+    parser.add_argument(
+        "--lipsync-workers", type=int, default=1, help="lip-sync worker processes on the GPU"
+    )
+    parser.add_argument("--only-load", action="store_true", help="skip the latency tables")
     args = parser.parse_args()
     text = asyncio.run(run(args))
     print(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ TINY_XTTS = {
     "decoder_input_dim": 256,
     "gpt_max_audio_tokens": 26,
 }
+#: The line a worker logs once its engine is built and it takes jobs.
+READY = re.compile(rb"worker \S+ ready")
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,14 @@ class Worker:
     python: str
     env: dict[str, str]
     log_path: Path
-    health_key: str
+    name: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started: float = 0.0
+    log_from: int = 0
 
-    def launch(self, redis: object) -> None:
-        """Start the process (not waiting): the health key is cleared first."""
-        redis.delete(self.health_key)  # type: ignore[attr-defined]
+    def launch(self) -> None:
+        """Start the process (not waiting); readiness is read from its log from here on."""
+        self.log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process owns it
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -104,10 +108,12 @@ class Worker:
             start_new_session=True,
         )
 
-    def is_ready(self, redis: object) -> bool:
-        """Tell whether ARQ wrote its health key (engine built, polling); raise if it exited."""
-        if redis.exists(self.health_key):  # type: ignore[attr-defined]
-            return True
+    def is_ready(self) -> bool:
+        """Tell whether this process logged that it is ready; raise if it exited."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_from)
+            if READY.search(log.read()):
+                return True
         if self.proc is not None and self.proc.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{self.kind} worker exited:\n{tail}")
@@ -120,20 +126,20 @@ class Worker:
             self.proc.wait(30)
 
 
-def restart(workers: list[Worker], redis: object, limit_s: float = 300) -> dict[str, float]:
+def restart(workers: list[Worker], limit_s: float = 300) -> dict[str, float]:
     """Kill and start the workers together; return each one's seconds from launch to ready."""
     for worker in workers:
         worker.kill()
     for worker in workers:
-        worker.launch(redis)
+        worker.launch()
     ready: dict[str, float] = {}
     deadline = time.monotonic() + limit_s
     while len(ready) < len(workers):
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers not ready after {limit_s:.0f} s")
         for worker in workers:
-            if worker.kind not in ready and worker.is_ready(redis):
-                ready[worker.kind] = time.monotonic() - worker.started
+            if worker.name not in ready and worker.is_ready():
+                ready[worker.name] = time.monotonic() - worker.started
         time.sleep(0.02)
     return ready
 
