@@ -10,13 +10,15 @@ from jayavatar.settings import Settings
 from jobs.client import JobClient
 
 
-def client_of(request: Request) -> JobClient:
+# Async although they only read app state: FastAPI runs a plain `def` dependency on a worker
+# thread, two thread hops per request that cost more than the request's own work under a burst.
+async def client_of(request: Request) -> JobClient:
     """Return the app's job client (connected in the lifespan)."""
     client: JobClient = request.app.state.client
     return client
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     """Return the settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings

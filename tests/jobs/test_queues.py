@@ -10,7 +10,7 @@ import pytest
 from arq.worker import func
 
 from jayavatar.settings import Settings
-from jobs import reports
+from jobs import queues, reports
 from jobs.client import JobClient
 from jobs.records import Request
 from jobs.wakeup import WakeWorker
@@ -88,6 +88,24 @@ async def test_positions_count_other_users_ahead_in_run_order(client: JobClient)
         others_before = [o for o in live[:i] if o.user != req.user]
         assert positions[req.id] == len(others_before) + 1, (req.user, i)
     assert positions[reqs[1].id] == 2  # alice behind one bob: "#2 in line", not "#3"
+
+
+async def test_positions_stay_exact_deep_in_a_long_line(client: JobClient) -> None:
+    """Past the records it reads (queues.FRONT), a place still counts only others' live requests."""
+    order = ["bob", "carol"] * 30 + ["alice"] + ["carol", "bob"] * 30 + ["alice"]
+    reqs: list[Request] = [await client.submit_render(u, f"line {i}") for i, u in enumerate(order)]
+    assert len(reqs) > 3 * queues.FRONT
+    gone = {reqs[i].id for i in (45, 70, 90)}  # deep in the line, beyond the front
+    for rid in gone:
+        await client.cancel(rid, next(r.user for r in reqs if r.id == rid))
+    positions = {r.id: await client.queue_position(r.id) for r in reqs}
+    ran = await run_order(client)
+    live = [r for r in reqs if r.id not in gone]
+    assert ran == [r.id for r in live]
+    for i, req in enumerate(live):
+        assert positions[req.id] == sum(o.user != req.user for o in live[:i]) + 1, (req.user, i)
+    # Last in line: everyone else ahead of her, her own first request not counted.
+    assert positions[reqs[-1].id] == len(live) - 1
 
 
 async def test_alone_in_line_is_first(client: JobClient) -> None:
