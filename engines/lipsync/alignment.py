@@ -108,6 +108,21 @@ def _decoder(words: list[str], beams: dict[str, float]) -> Any:
     return decoder
 
 
+def warm_up() -> None:
+    """Load what the first alignment would otherwise pay for (about 1 s), at engine build.
+
+    scipy.signal takes most of it to import; the decoder's acoustic model and dictionary are
+    read from disk once, so later decoders find them in the page cache.
+    """
+    try:
+        import pocketsphinx  # noqa: F401  (only the lip-sync environment has it)
+    except ImportError:
+        return
+    import scipy.signal  # noqa: F401
+
+    _decoder(["a"], NARROW_BEAMS)
+
+
 def to_pcm16k(audio: npt.NDArray[np.floating[Any]], rate: int) -> bytes:
     """Mono float audio at `rate` as 16 kHz signed 16-bit PCM bytes."""
     from scipy.signal import resample_poly

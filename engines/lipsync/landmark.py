@@ -21,6 +21,7 @@ import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 
 from engines.base import ProgressFn
+from engines.lipsync import alignment
 from engines.lipsync.alignment import Phone, align
 from engines.lipsync.avatar_prep import prepare_avatar
 from engines.lipsync.facetrack import FaceTrack
@@ -142,6 +143,7 @@ class LandmarkEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        alignment.warm_up()  # a worker's first render should not wait for the aligner's imports
 
     def prepare(self, media: Path, out_dir: Path) -> dict[str, Any]:
         """Validate the avatar and write its clip, face track, metadata and poster."""
