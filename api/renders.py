@@ -44,7 +44,7 @@ async def owned(client: JobClient, key: ApiKey, rid: str) -> Request:
 
 async def view(client: JobClient, req: Request) -> RequestOut:
     """Return the API view of a request, with its queue position while it waits."""
-    position = None if req.final else await client.queue_position(req.id)
+    position = None if req.final else await client.position_of(req)
     return RequestOut.of(req, position)
 
 

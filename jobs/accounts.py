@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +64,18 @@ class Quota(BaseModel):
     concurrent: int | None = None
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What a submission checks about its user: may they render, their defaults and limits."""
+
+    allowed: bool
+    paused: bool
+    admin: bool
+    profile: Profile
+    daily: int
+    concurrent: int
+
+
 class Accounts:
     """Redis-backed registry of assets, shares and per-user policy."""
 
@@ -84,11 +97,13 @@ class Accounts:
 
     async def get_asset(self, kind: AssetKind, owner: str, name: str) -> Asset | None:
         """Return an asset by owner and name, or None."""
-        raw = await self.redis.hget(self._k("assets", kind, owner), name)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._k("assets", kind, owner), name)
+            pipe.smembers(self._k("shares", kind, owner, name))
+            raw, shared = await pipe.execute()
         if raw is None:
             return None
         asset = Asset.model_validate_json(raw)
-        shared = await self.redis.smembers(self._k("shares", kind, owner, name))
         return asset.model_copy(update={"shared_with": sorted(_s(m) for m in shared)})
 
     async def owned(self, kind: AssetKind, owner: str) -> list[Asset]:
@@ -205,6 +220,32 @@ class Accounts:
             return True
         return self.settings.allow_by_default or await self.is_admin(user)
 
+    async def standing(self, user: str) -> Standing:
+        """Everything a submission checks about its user, read in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(self._k("deny"), user)
+            pipe.sismember(self._k("allow"), user)
+            pipe.sismember(self._k("admins"), user)
+            pipe.exists(self._k("paused"))
+            pipe.get(self._k("profile", user))
+            pipe.get(self._k("quota", user))
+            denied, allowed, listed, paused, profile, quota = await pipe.execute()
+        snowflake = ids.discord_snowflake(user)
+        admin = (
+            ids.is_local(user)
+            or (snowflake is not None and snowflake in self.settings.admin_user_ids)
+            or bool(listed)
+        )
+        daily, concurrent = self._limits(quota)
+        return Standing(
+            allowed=not denied and (bool(allowed) or self.settings.allow_by_default or admin),
+            paused=bool(paused),
+            admin=admin,
+            profile=Profile.model_validate_json(profile) if profile else Profile(),
+            daily=daily,
+            concurrent=concurrent,
+        )
+
     async def set_quota(self, user: str, daily: int | None, concurrent: int | None) -> Quota:
         """Set a user's daily render and concurrent request limits."""
         quota = Quota(daily=daily, concurrent=concurrent)
@@ -213,19 +254,26 @@ class Accounts:
 
     async def quota(self, user: str) -> tuple[int, int]:
         """Return a user's (daily, concurrent) limits in force."""
-        raw = await self.redis.get(self._k("quota", user))
+        return self._limits(await self.redis.get(self._k("quota", user)))
+
+    def _limits(self, raw: bytes | str | None) -> tuple[int, int]:
+        """(daily, concurrent) from a stored quota, the settings' defaults where unset."""
         quota = Quota.model_validate_json(raw) if raw else Quota()
         daily = self.settings.daily_quota if quota.daily is None else quota.daily
         conc = self.settings.max_concurrent if quota.concurrent is None else quota.concurrent
         return daily, conc
 
-    async def take_daily(self, user: str) -> None:
-        """Count one render against today's quota, or raise `Forbidden` if it is used up."""
-        daily, _ = await self.quota(user)
+    async def take_daily(self, user: str, daily: int | None = None) -> None:
+        """Count one render against today's quota (`daily`: the limit, if already read), or
+        raise `Forbidden` if it is used up."""
+        if daily is None:
+            daily, _ = await self.quota(user)
         key = self._k("usage", user, time.strftime("%Y%m%d", time.gmtime()))
-        used = int(await self.redis.incr(key))
-        await self.redis.expire(key, 2 * 86400)
-        if used > daily:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2 * 86400)
+            used, _ = await pipe.execute()
+        if int(used) > daily:
             await self.redis.decr(key)
             raise Forbidden(f"daily limit reached ({daily} renders); try again tomorrow")
 

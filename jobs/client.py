@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from jayavatar.errors import BadInput, Forbidden, NotFound, TransientError
 from jayavatar.settings import Settings
 from jobs import keys
-from jobs.accounts import Accounts, AssetKind
+from jobs.accounts import Accounts, AssetKind, Standing
 from jobs.completions import CompletionReader, announce
 from jobs.gate import admit
 from jobs.keys import queue_of
@@ -80,13 +80,13 @@ class JobClient:
         async with _redis_errors(self.settings):
             user = validate_user(user)
             text = clean_text(text, self.settings)
-            await self._may_render(user)
-            profile = await self.accounts.profile(user)
+            standing = await self._may_render(user)
+            profile = standing.profile
             voice_asset = await self._pick("voice", user, voice or profile.voice)
             avatar_asset = await self._pick("avatar", user, avatar or profile.avatar)
             lang = check_language(language or profile.language or "en", self.settings)
-            await self._check_concurrency(user)
-            await self.accounts.take_daily(user)
+            await self._check_concurrency(user, standing.concurrent)
+            await self.accounts.take_daily(user, standing.daily)
             req = self._new(
                 "render",
                 user,
@@ -156,14 +156,17 @@ class JobClient:
                 self.storage.delete_prefix(f"uploads/{req.id}")
                 raise
 
-    async def _may_render(self, user: str) -> None:
-        if not await self.accounts.is_allowed(user):
+    async def _may_render(self, user: str) -> Standing:
+        standing = await self.accounts.standing(user)
+        if not standing.allowed:
             raise Forbidden("you are not allowed to render; ask an admin")
-        if await self.accounts.is_paused() and not await self.accounts.is_admin(user):
+        if standing.paused and not standing.admin:
             raise Forbidden("rendering is paused by an admin; try again later")
+        return standing
 
-    async def _check_concurrency(self, user: str) -> None:
-        _daily, concurrent = await self.accounts.quota(user)
+    async def _check_concurrency(self, user: str, concurrent: int | None = None) -> None:
+        if concurrent is None:
+            _daily, concurrent = await self.accounts.quota(user)
         active = await self.store.active_count(user)
         if active >= concurrent:
             raise Forbidden(
@@ -238,7 +241,10 @@ class JobClient:
     async def queue_position(self, rid: str) -> int | None:
         """Return "#n in line" (1 = next; only other users' requests of the same stage count),
         or None if the request is not waiting."""
-        req = await self.get(rid)
+        return await self.position_of(await self.get(rid))
+
+    async def position_of(self, req: Request) -> int | None:
+        """`queue_position` of a record already in hand (one read fewer)."""
         async with _redis_errors(self.settings):
             return await position(self.redis, self.store, req)
 
