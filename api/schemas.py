@@ -141,6 +141,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No API key, or an unknown or revoked one."},
     403: {"model": Problem, "description": "Not allowed (consent, admin, quota, pause)."},
     404: {"model": Problem, "description": "Unknown, or someone else's."},
+    413: {"model": Problem, "description": "The body is over its cap (JSON: 64 KiB by default)."},
     422: {"model": ValidationProblem, "description": "Invalid input; `detail` says what."},
     503: {"model": Problem, "description": "Redis is unreachable; retry later."},
 }
