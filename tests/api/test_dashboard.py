@@ -24,7 +24,7 @@ from tests.abuse.discord import wav_bytes
 from tests.api.live import headers, live_server, wait_until_final
 from tests.support.assets import demo_inputs
 from tests.support.png import read_png
-from tests.support.stack import ROOT, RedisProcess, Stack
+from tests.support.stack import ROOT, Stack, running_stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -46,16 +46,10 @@ needs_browser = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A redis-server and both workers; the lip-sync worker draws each render's report."""
-    folder = tmp_path_factory.mktemp("stack")
-    redis = RedisProcess(folder / "redis")
-    redis.start()
-    stack = Stack(folder, redis, extra_env={"JAYAVATAR_QUALITY_REPORT": "true"})
-    try:
-        stack.start_worker("voice")
-        stack.start_worker("lipsync")
+    with running_stack(
+        tmp_path_factory.mktemp("stack"), {"JAYAVATAR_QUALITY_REPORT": "true"}
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

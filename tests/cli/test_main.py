@@ -12,7 +12,7 @@ import redis
 
 from cli.progress import PLAIN_LINE
 from tests.support.assets import demo_inputs, face_clip, garbage, png, wav
-from tests.support.stack import ROOT, RedisProcess, Stack, env_python
+from tests.support.stack import ROOT, Stack, env_python, running_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,20 +20,11 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def cli_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack with a short sample limit, so a 'too long' sample stays small."""
-    folder = tmp_path_factory.mktemp("cli")
-    server = RedisProcess(folder / "redis")
-    server.start()
-    stack = Stack(
-        folder,
-        server,
-        extra_env={"JAYAVATAR_MAX_SAMPLE_S": "20", "JAYAVATAR_MAX_TEXT_CHARS": "300"},
-    )
-    try:
-        stack.start_worker("voice")
-        stack.start_worker("lipsync")
+    with running_stack(
+        tmp_path_factory.mktemp("cli"),
+        {"JAYAVATAR_MAX_SAMPLE_S": "20", "JAYAVATAR_MAX_TEXT_CHARS": "300"},
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def jayavatar(

@@ -19,7 +19,7 @@ import pytest
 from jayavatar.errors import BadInput
 from tests.jobs.test_pipeline import LONG_TEXT, assets, completions_for, wait_for
 from tests.support.fixtures import client
-from tests.support.stack import RedisProcess, Stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 __all__ = ["assets", "client"]
@@ -29,20 +29,11 @@ BACKLOG = 30
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Voice and lip-sync workers whose stall timer never fires during the test."""
-    folder = tmp_path_factory.mktemp("recovery")
-    redis = RedisProcess(folder / "redis")
-    redis.start()
-    stack = Stack(
-        folder,
-        redis,
-        extra_env={"JAYAVATAR_STUCK_AFTER_S": "3600", "JAYAVATAR_MAX_CONCURRENT": "64"},
-    )
-    try:
-        stack.start_worker("voice")
-        stack.start_worker("lipsync")
+    with running_stack(
+        tmp_path_factory.mktemp("recovery"),
+        {"JAYAVATAR_STUCK_AFTER_S": "3600", "JAYAVATAR_MAX_CONCURRENT": "64"},
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def test_killed_voice_worker_is_replaced_ahead_of_a_backlog(

@@ -27,18 +27,12 @@ FPS = 25
 @pytest.fixture(scope="module")
 def qstack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A stack whose lip-sync worker writes the quality report of every render."""
-    from tests.support.stack import RedisProcess, Stack
+    from tests.support.stack import running_stack
 
-    folder = tmp_path_factory.mktemp("quality")
-    server = RedisProcess(folder / "redis")
-    server.start()
-    stack = Stack(folder, server, extra_env={"JAYAVATAR_QUALITY_REPORT": "true"})
-    try:
-        stack.start_worker("voice")
-        stack.start_worker("lipsync")
+    with running_stack(
+        tmp_path_factory.mktemp("quality"), {"JAYAVATAR_QUALITY_REPORT": "true"}
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

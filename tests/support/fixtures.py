@@ -6,22 +6,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.support.stack import RedisProcess, Stack
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A redis-server and one voice and one lip-sync worker, shared by a test module."""
-    folder = tmp_path_factory.mktemp("stack")
-    redis = RedisProcess(folder / "redis")
-    redis.start()
-    stack = Stack(folder, redis)
-    try:
-        stack.start_worker("voice")
-        stack.start_worker("lipsync")
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +183,20 @@ class Stack:
         for worker in self.workers.values():
             worker.kill(signal.SIGKILL)
         self.redis.stop()
+
+
+@contextmanager
+def running_stack(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A redis-server and one voice and one lip-sync worker under `folder`, stopped on exit."""
+    server = RedisProcess(folder / "redis")
+    server.start()
+    stack = Stack(folder, server, extra_env=dict(extra_env or {}))
+    try:
+        stack.start_worker("voice")
+        stack.start_worker("lipsync")
+        yield stack
+    finally:
+        stack.stop()
 
 
 def _ping(port: int) -> bool:
