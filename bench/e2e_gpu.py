@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -76,8 +77,8 @@ def text_for(seconds: int, n: int) -> str:
 class Bench:
     """The running stack: Redis, two workers, a client; measures requests through it."""
 
-    def __init__(self, profile: Profile, work: Path, counts: dict[str, int]) -> None:
-        self.profile, self.work, self.counts = profile, work, counts
+    def __init__(self, profile: Profile, work: Path, counts: dict[str, int], pin: int = 0) -> None:
+        self.profile, self.work, self.counts, self.pin = profile, work, counts, pin
         self.redis = RedisProcess(work / "redis")
         self.env: dict[str, str] = {}
         self.workers: list[Worker] = []
@@ -115,10 +116,22 @@ class Bench:
                 "JAYAVATAR_DAILY_QUOTA": "100000",
             }
         )
-        self.workers = [
-            Worker(kind, p.pythons[kind], self.env, self.work / f"worker-{name}.log", name)
+        names = [
+            (kind, f"{kind}-{i + 1}" if count > 1 else kind)
             for kind, count in self.counts.items()
-            for name in (f"{kind}-{i + 1}" if count > 1 else kind for i in range(count))
+            for i in range(count)
+        ]
+        cpus = core_shares(self.counts["lipsync"], self.pin)
+        self.workers = [
+            Worker(
+                kind,
+                p.pythons[kind],
+                self.env,
+                self.work / f"worker-{name}.log",
+                name,
+                cpus.get(name, cpus.get("rest")) if self.pin else None,
+            )
+            for kind, name in names
         ]
         self.restart()
         client = self.client = await JobClient.connect(self.settings())
@@ -162,11 +175,16 @@ class Bench:
             for n in counter:
                 results.append(await self.one(text_for(seconds, n)))
 
-        t0 = time.monotonic()
-        await asyncio.gather(*(user() for _ in range(clients)))
+        t0, cpu0 = time.monotonic(), host_cpu_seconds()
+        with GpuSampler() as gpu:
+            await asyncio.gather(*(user() for _ in range(clients)))
         wall = time.monotonic() - t0
+        busy = host_cpu_seconds() - cpu0
         totals = sorted(r["total"] for r in results)
         return {
+            "cpu_busy": busy / wall / (os.cpu_count() or 1),
+            "cpu_per_video": busy / total,
+            "gpu_busy": gpu.mean(),
             "clients": clients,
             "requests": total,
             "wall": wall,
@@ -195,6 +213,51 @@ STAGES = [
     "render_s",
     "lipsync_stage_s",
 ]
+
+
+def core_shares(lipsync_workers: int, per_worker: int) -> dict[str, frozenset[int]]:
+    """Disjoint cores for each lip-sync worker from the top of the host; the rest for voice."""
+    cores = sorted(os.sched_getaffinity(0))
+    shares: dict[str, frozenset[int]] = {}
+    for i in range(lipsync_workers if per_worker else 0):
+        name = f"lipsync-{i + 1}" if lipsync_workers > 1 else "lipsync"
+        shares[name] = frozenset(cores[len(cores) - (i + 1) * per_worker :][:per_worker])
+    taken = set().union(*shares.values()) if shares else set()
+    shares["rest"] = frozenset(c for c in cores if c not in taken) or frozenset(cores)
+    return shares
+
+
+def host_cpu_seconds() -> float:
+    """CPU seconds every core of this host has spent busy since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class GpuSampler:
+    """nvidia-smi's GPU utilisation sampled every 100 ms while the block runs."""
+
+    def __enter__(self) -> GpuSampler:
+        self.proc: subprocess.Popen[str] | None = None
+        if shutil.which("nvidia-smi"):
+            self.proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                 "-lms", "100"],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.samples: list[float] = []
+        if self.proc is not None:
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=10)
+            self.samples = [float(x) for x in out.split() if x.strip().isdigit()]
+
+    def mean(self) -> float | None:
+        """Mean utilisation, percent, or None without nvidia-smi."""
+        return statistics.fmean(self.samples) if self.samples else None
 
 
 def latency_row(case: str, seconds: int, rows: list[dict[str, float]]) -> str:
@@ -261,7 +324,14 @@ def report(card: str, profile: Profile, result: dict[str, Any], bench: Bench) ->
         f"Engines {profile.voice_engine} + {profile.lipsync_engine} on {profile.device}, "
         f"random weights; avatar {profile.width}x{profile.height}, {profile.clip_s:g} s clip; "
         f"{counts['voice']} voice and {counts['lipsync']} lip-sync worker process(es) on this "
-        "machine; quality reports off.",
+        "machine"
+        + (
+            f", each lip-sync worker pinned to {bench.pin} cores of its own and the voice "
+            "workers to the rest"
+            if bench.pin
+            else ""
+        )
+        + f" ({os.cpu_count()} cores); quality reports off.",
         "",
         "## Worker start → ready (s; first start, then each restart)",
         "",
@@ -291,12 +361,19 @@ def report(card: str, profile: Profile, result: dict[str, Any], bench: Bench) ->
         "",
         "## Throughput, 10 s requests, closed loop (each client submits when its last is done)",
         "",
-        "| clients | requests | wall s | videos/min | p50 s | p95 s | max s | render p50 s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "CPU: the host's cores busy, and host CPU seconds per video; GPU: nvidia-smi's "
+        "utilisation, mean of 100 ms samples.",
+        "",
+        "| clients | requests | wall s | videos/min | p50 s | p95 s | max s | render p50 s "
+        "| CPU busy | CPU s/video | GPU busy |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [
         f"| {r['clients']} | {r['requests']} | {r['wall']:.1f} | {r['per_min']:.1f} | "
-        f"{r['p50']:.2f} | {r['p95']:.2f} | {r['max']:.2f} | {r['render']:.2f} |"
+        f"{r['p50']:.2f} | {r['p95']:.2f} | {r['max']:.2f} | {r['render']:.2f} | "
+        f"{r['cpu_busy']:.0%} | {r['cpu_per_video']:.2f} | "
+        + ("n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f}%")
+        + " |"
         for r in result["loads"]
     ]
     return "\n".join(lines) + "\n"
@@ -310,11 +387,12 @@ async def run(args: argparse.Namespace) -> str:
     t = time.monotonic()
     build_inputs(profile, work)
     print(f"inputs built in {time.monotonic() - t:.1f} s under {work}", flush=True)
-    bench = Bench(profile, work, {"voice": args.voice_workers, "lipsync": args.lipsync_workers})
+    counts = {"voice": args.voice_workers, "lipsync": args.lipsync_workers}
+    bench = Bench(profile, work, counts, args.pin)
     try:
         await bench.start()
         lengths = [3] if args.smoke else [3, 10, 30]
-        loads = [1, 2] if args.smoke else [1, 4, 16]
+        loads = args.loads or ([1, 2] if args.smoke else [1, 4, 16])
         reps, per_client = (1, 1) if args.smoke else (args.reps, 2)
         if args.only_load:
             reps, lengths = 0, [10]
@@ -336,6 +414,12 @@ def main() -> None:
         "--lipsync-workers", type=int, default=1, help="lip-sync worker processes on the GPU"
     )
     parser.add_argument("--only-load", action="store_true", help="skip the latency tables")
+    parser.add_argument(
+        "--loads", type=int, nargs="*", help="concurrent clients of each load (default 1 4 16)"
+    )
+    parser.add_argument(
+        "--pin", type=int, default=0, help="cores of its own for each lip-sync worker (0: none)"
+    )
     args = parser.parse_args()
     text = asyncio.run(run(args))
     print(text)

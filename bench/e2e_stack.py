@@ -90,6 +90,7 @@ class Worker:
     env: dict[str, str]
     log_path: Path
     name: str = ""
+    cpus: frozenset[int] | None = None  # pin the worker (and its children) to these cores
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started: float = 0.0
     log_from: int = 0
@@ -106,7 +107,13 @@ class Worker:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self._pin if self.cpus else None,
         )
+
+    def _pin(self) -> None:
+        """In the child before exec: keep it to its cores."""
+        assert self.cpus is not None
+        os.sched_setaffinity(0, self.cpus)
 
     def is_ready(self) -> bool:
         """Tell whether this process logged that it is ready; raise if it exited."""

@@ -67,9 +67,18 @@ def pick_device(setting: str) -> torch.device:
     return torch.device("cpu")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    # Workers pinned to a share of a host (taskset, a container's cpuset) then size their
+    # threads and encoder processes to that share, as FFmpeg and x264 already do.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def split_encoders() -> int:
     """Encoder processes for a split render on this host (see CORES_PER_ENCODER)."""
-    return max(1, min(MAX_SPLIT_ENCODERS, (os.cpu_count() or 1) // CORES_PER_ENCODER))
+    return max(1, min(MAX_SPLIT_ENCODERS, usable_cores() // CORES_PER_ENCODER))
 
 
 def tune_encoder(writer: media.VideoWriter) -> None:
@@ -141,7 +150,7 @@ class Wav2LipEngine:
         self.batch = batch or (CUDA_BATCH if cuda else CPU_BATCH)
         self.half = cuda if half is None else half
         self.preset = preset or settings.wav2lip_preset
-        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.workers = workers or min(8, usable_cores())
         self.chunk = max(1, min(chunk, self.batch))
         if blend not in BLENDS:
             raise EngineError(f"wav2lip blend must be one of {', '.join(BLENDS)}, not {blend!r}")

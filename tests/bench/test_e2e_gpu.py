@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_smoke_run_writes_every_table(tmp_path: Path) -> None:
-    """A smoke run ends cleanly and its report holds the start, latency and load tables."""
+    """A smoke run (lip-sync worker pinned to a core) ends cleanly and writes every table."""
     for env in ("xtts", "lipsync"):
         if not (ROOT / ".venvs" / env / "bin" / "python").exists():
             pytest.skip(f"the {env} environment is missing")
@@ -33,6 +33,8 @@ def test_smoke_run_writes_every_table(tmp_path: Path) -> None:
             str(tmp_path / "w"),
             "--out",
             str(out),
+            "--pin",
+            "1",
         ],
         cwd=ROOT,
         # As its docstring runs it: the repository on the path (a script's own folder is not).
@@ -45,4 +47,8 @@ def test_smoke_run_writes_every_table(tmp_path: Path) -> None:
     report = out.read_text(encoding="utf-8")
     assert "| voice | 2 |" in report and "| lipsync | 2 |" in report  # first start + 1 restart
     assert "| warm | 3 s (" in report and "| after restart | 3 s (" in report
-    assert [line.split("|")[1].strip() for line in report.splitlines()[-2:]] == ["1", "2"]
+    loads = [line.split("|") for line in report.splitlines()[-2:]]
+    assert [cells[1].strip() for cells in loads] == ["1", "2"]
+    # Host CPU per video is measured (no GPU here, so its column says so).
+    assert all(float(cells[10]) > 0 and cells[11].strip() == "n/a" for cells in loads)
+    assert "pinned to 1 cores of its own" in report
