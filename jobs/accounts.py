@@ -74,6 +74,7 @@ class Standing:
     profile: Profile
     daily: int
     concurrent: int
+    active: int  # requests of the user not yet final, read with the rest
 
 
 class Accounts:
@@ -229,7 +230,8 @@ class Accounts:
             pipe.exists(self._k("paused"))
             pipe.get(self._k("profile", user))
             pipe.get(self._k("quota", user))
-            denied, allowed, listed, paused, profile, quota = await pipe.execute()
+            pipe.scard(keys.user_active(self.settings, user))
+            denied, allowed, listed, paused, profile, quota, active = await pipe.execute()
         snowflake = ids.discord_snowflake(user)
         admin = (
             ids.is_local(user)
@@ -244,6 +246,7 @@ class Accounts:
             profile=Profile.model_validate_json(profile) if profile else Profile(),
             daily=daily,
             concurrent=concurrent,
+            active=int(active),
         )
 
     async def set_quota(self, user: str, daily: int | None, concurrent: int | None) -> Quota:

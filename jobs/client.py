@@ -32,7 +32,7 @@ from jobs.queues import FIRST_STAGE, position, withdraw
 from jobs.records import Kind, RecordStore, Request, new_request_id
 from jobs.stages import cleanup
 from jobs.validate import check_language, clean_text
-from jobs.wakeup import enqueue
+from jobs.wakeup import queue_job
 from jobs.worker import redis_settings
 from storage import build_storage
 from storage.base import Storage
@@ -85,7 +85,7 @@ class JobClient:
             voice_asset = await self._pick("voice", user, voice or profile.voice)
             avatar_asset = await self._pick("avatar", user, avatar or profile.avatar)
             lang = check_language(language or profile.language or "en", self.settings)
-            await self._check_concurrency(user, standing.concurrent)
+            self._check_active(standing.active, standing.concurrent)
             await self.accounts.take_daily(user, standing.daily)
             req = self._new(
                 "render",
@@ -164,10 +164,12 @@ class JobClient:
             raise Forbidden("rendering is paused by an admin; try again later")
         return standing
 
-    async def _check_concurrency(self, user: str, concurrent: int | None = None) -> None:
-        if concurrent is None:
-            _daily, concurrent = await self.accounts.quota(user)
-        active = await self.store.active_count(user)
+    async def _check_concurrency(self, user: str) -> None:
+        _daily, concurrent = await self.accounts.quota(user)
+        self._check_active(await self.store.active_count(user), concurrent)
+
+    @staticmethod
+    def _check_active(active: int, concurrent: int) -> None:
         if active >= concurrent:
             raise Forbidden(
                 f"you already have {active} requests in progress (limit {concurrent}); "
@@ -195,16 +197,14 @@ class JobClient:
         )
 
     async def _start(self, req: Request) -> Request:
-        await self.store.create(req)
         stage = FIRST_STAGE[req.kind]
         payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
-        await enqueue(
-            self.redis,
-            STAGE_FUNCTIONS[stage],
-            payload,
-            req.job_id(stage),
-            queue_of(self.settings, stage),
-        )
+        # The record and its first job commit together, in one round trip.
+        job, queue = req.job_id(stage), queue_of(self.settings, stage)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.store.create_on(pipe, req)
+            queue_job(pipe, self.redis, STAGE_FUNCTIONS[stage], payload, job, queue)
+            await pipe.execute()
         return req
 
     # Reading ------------------------------------------------------------------------------

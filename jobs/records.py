@@ -124,12 +124,16 @@ class RecordStore:
     async def create(self, req: Request) -> None:
         """Store a new request and index it."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.key(req.id), req.model_dump_json(), nx=True)
-            pipe.sadd(self.active_key, req.id)
-            pipe.sadd(self.user_active_key(req.user), req.id)
-            pipe.zadd(self.user_key(req.user), {req.id: req.created_at})
-            pipe.zadd(self.all_key, {req.id: req.created_at})
+            self.create_on(pipe, req)
             await pipe.execute()
+
+    def create_on(self, pipe: Pipeline, req: Request) -> None:
+        """Queue `create`'s commands on a transaction (which may also queue the first job)."""
+        pipe.set(self.key(req.id), req.model_dump_json(), nx=True)
+        pipe.sadd(self.active_key, req.id)
+        pipe.sadd(self.user_active_key(req.user), req.id)
+        pipe.zadd(self.user_key(req.user), {req.id: req.created_at})
+        pipe.zadd(self.all_key, {req.id: req.created_at})
 
     async def get(self, rid: str) -> Request:
         """Return a request; `NotFound` if unknown or malformed."""

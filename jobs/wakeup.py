@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import as_int, timestamp_ms
 from arq.worker import Worker
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from jobs.keys import wake_key
@@ -27,6 +30,20 @@ IDLE_WAIT_S = 0.5
 MAX_TOKENS = 64
 #: How far back a job may be placed in its queue (`at`); ARQ's job key expiry needs a bound.
 MAX_BACKDATE_S = 3600.0
+
+
+#: ARQ's `enqueue_job` (skip a job id that exists or has a result; store the job; queue it) plus
+#: the wake-up token, in one atomic round trip instead of WATCH, EXISTS, MULTI and a push.
+#: KEYS: job, result, queue, wake list. ARGV: expiry ms, job, score, job id, last token index.
+ENQUEUE_LUA = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
+  redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+end
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, ARGV[5])
+return 1
+"""
 
 
 async def enqueue(
@@ -42,14 +59,31 @@ async def enqueue(
     `at` (a past time) places the job where it would have been queued then: a retried request
     goes back to its old place in line rather than behind everything queued since.
     """
-    when = None
-    if at is not None:
-        when = datetime.fromtimestamp(max(at, time.time() - MAX_BACKDATE_S), tz=UTC)
-    await redis.enqueue_job(function, payload, _job_id=job_id, _queue_name=queue, _defer_until=when)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.lpush(wake_key(queue), b"1")
-        pipe.ltrim(wake_key(queue), 0, MAX_TOKENS - 1)
+        queue_job(pipe, redis, function, payload, job_id, queue, at)
         await pipe.execute()
+
+
+def queue_job(
+    pipe: Pipeline,
+    redis: ArqRedis,
+    function: str,
+    payload: dict[str, Any],
+    job_id: str,
+    queue: str,
+    at: float | None = None,
+) -> None:
+    """Add `enqueue`'s one command to a pipeline (a transaction commits it with the rest)."""
+    now_ms = timestamp_ms()
+    score = now_ms
+    if at is not None:
+        score = as_int(max(at, time.time() - MAX_BACKDATE_S) * 1000)
+    # As ARQ computes it: a job placed in the past expires that much sooner.
+    expires_ms = score - now_ms + redis.expires_extra_ms
+    job = serialize_job(function, (payload,), {}, None, now_ms, serializer=redis.job_serializer)
+    keys = (job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue))
+    args = (str(expires_ms), job, str(score), job_id, str(MAX_TOKENS - 1))
+    pipe.eval(ENQUEUE_LUA, 4, *keys, *args)  # type: ignore[arg-type]  # the job is bytes
 
 
 class WakeWorker(Worker):

@@ -22,6 +22,17 @@ async def test_a_created_token_checks_back_to_its_user(keys: ApiKeys) -> None:
     assert found.last_used_at > 0
 
 
+async def test_only_the_right_secret_stamps_last_use(keys: ApiKeys) -> None:
+    token, record = await keys.create("alice")
+    key_id, secret = token[4:16], token[17:]
+    wrong = f"jya_{key_id}_{'A' * 43 if secret != 'A' * 43 else 'B' * 43}"
+    assert await keys.check(wrong) is None
+    assert (await keys.get(record.key_id)).last_used_at == 0
+    found = await keys.check(token)
+    assert found is not None
+    assert (await keys.get(record.key_id)).last_used_at == found.last_used_at > 0
+
+
 async def test_only_a_hash_of_the_token_is_stored(keys: ApiKeys, client: JobClient) -> None:
     token, record = await keys.create("alice")
     stored = await client.redis.hgetall(keys._record_key(record.key_id))
