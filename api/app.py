@@ -68,6 +68,11 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """Build the API from the environment's settings (each process of a several-process API)."""
+    return create_app(Settings())
+
+
 async def whoami(key: Caller) -> KeyInfo:
     """Return the user and role of the presented API key."""
     return KeyInfo(user=key.user, admin=key.admin, key_id=key.key_id)

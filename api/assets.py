@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from api.auth import Caller
 from api.deps import Client
+from api.metrics import count_accepted
 from api.renders import API_ORIGIN, view
 from api.schemas import ERRORS, AssetName, AssetOut, Problem, RequestOut, UserId
 from api.uploads import receive_upload, upload_dir
@@ -63,6 +64,7 @@ async def _enroll(
         path = await receive_upload(request, kind, client.settings, Path(tmp), label)
         submit = client.submit_voice_enroll if kind == "voice" else client.submit_avatar_enroll
         req = await submit(key_user, name, path, replace=replace, origin=API_ORIGIN, label=label)
+    count_accepted(request, req)
     return await view(client, req)
 
 

@@ -18,6 +18,7 @@ from api.auth import COOKIE, keys_of
 from api.deps import Client, Config
 from api.health import readiness
 from api.keys import ApiKey
+from api.metrics import count_accepted
 from api.renders import API_ORIGIN, owned, view
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs import keys
@@ -198,6 +199,7 @@ async def submit(
     except UserError as exc:
         ctx = await _overview(key, client, settings)
         return page(request, "overview.html", key, 422, error=one_line(exc), **ctx)
+    count_accepted(request, req)
     return RedirectResponse(f"/dashboard/requests/{req.id}", status_code=303)
 
 
@@ -243,10 +245,11 @@ async def cancel(rid: str, key: Viewer, client: Client) -> Response:
 
 
 @router.post("/requests/{rid}/retry")
-async def retry(rid: str, key: Viewer, client: Client) -> Response:
+async def retry(request: Request, rid: str, key: Viewer, client: Client) -> Response:
     """Retry a finished request and show the new one."""
     req = await owned(client, key, rid)
     new = await client.retry(req.id, key.user)
+    count_accepted(request, new)
     return RedirectResponse(f"/dashboard/requests/{new.id}", status_code=303)
 
 

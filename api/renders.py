@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi import Request as HttpRequest
 from fastapi.responses import FileResponse, StreamingResponse
 
 from api.auth import Caller
 from api.deps import Client
 from api.events import progress_stream
 from api.keys import ApiKey
+from api.metrics import count_accepted
 from api.problems import Conflict
 from api.schemas import (
     ERRORS,
@@ -50,7 +52,7 @@ async def view(client: JobClient, req: Request) -> RequestOut:
 
 @router.post("/renders", status_code=202, response_model=RequestOut)
 async def create_render(
-    body: RenderCreate, key: Caller, client: Client, response: Response
+    body: RenderCreate, key: Caller, client: Client, request: HttpRequest, response: Response
 ) -> RequestOut:
     """Queue a render of `text` in a voice on an avatar; poll it or follow its events."""
     req = await client.submit_render(
@@ -62,6 +64,7 @@ async def create_render(
         origin=API_ORIGIN,
         max_bytes=body.max_bytes,
     )
+    count_accepted(request, req)
     response.headers["Location"] = f"/v1/requests/{req.id}"
     return await view(client, req)
 
@@ -97,11 +100,12 @@ async def cancel_request(rid: RequestId, key: Caller, client: Client) -> Request
 
 @router.post("/requests/{rid}/retry", status_code=202, response_model=RequestOut)
 async def retry_request(
-    rid: RequestId, key: Caller, client: Client, response: Response
+    rid: RequestId, key: Caller, client: Client, request: HttpRequest, response: Response
 ) -> RequestOut:
     """Submit a finished render again with the same parameters; returns the new request."""
     req = await owned(client, key, rid)
     new = await client.retry(req.id, key.user)
+    count_accepted(request, new)
     response.headers["Location"] = f"/v1/requests/{new.id}"
     return await view(client, new)
 

@@ -24,24 +24,40 @@ def _settings(ctx: click.Context) -> Settings:
 @click.command("api")
 @click.option("--host", default=None, help="Interface to listen on (default: JAYAVATAR_API_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: JAYAVATAR_API_PORT).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="API processes (default: JAYAVATAR_API_WORKERS, else one per core up to 4).",
+)
 @click.pass_context
-def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+def api(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the HTTP API and the dashboard."""
     import uvicorn
 
     from api.app import create_app
+    from api.metrics import shared_metrics
     from storage import build_storage
 
     settings = _settings(ctx)
     build_storage(settings)  # a bad bucket is one line at start-up, not a 500 on first use
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        proxy_headers=True,
-        log_level="info",
-    )
+    processes = workers or settings.api_processes()
+    host, port = host or settings.api_host, port or settings.api_port
+    if processes == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+        return
+    # Each process builds its app from the environment, as the settings above were built.
+    with shared_metrics(settings):
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            workers=processes,
+            host=host,
+            port=port,
+            proxy_headers=True,
+            log_level="info",
+        )
 
 
 def _with_keys(settings: Settings, work: Callable[[ApiKeys], Awaitable[T]]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +94,9 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # API processes (0: one per core, at most 4). Several share their Prometheus counters
+    # through a per-start folder (api/metrics.py); one process is one core's worth of answers.
+    api_workers: int = Field(0, ge=0, le=64)
 
     @field_validator("voice_engine")
     @classmethod
@@ -105,6 +109,10 @@ class Settings(BaseSettings):
     def _lipsync_engine(cls, name: str) -> str:
         """Accept only lip-sync engines of the engine table."""
         return catalog.engine(name, "lipsync").name
+
+    def api_processes(self) -> int:
+        """Return how many API processes to run: `api_workers`, or one per core up to 4."""
+        return self.api_workers or max(1, min(os.cpu_count() or 1, 4))
 
     def prefixed(self, *parts: str) -> str:
         """Return a Redis key under this deployment's prefix."""
