@@ -193,6 +193,10 @@ class Bench:
             "p95": totals[min(len(totals) - 1, round(0.95 * (len(totals) - 1)))],
             "max": totals[-1],
             "render": statistics.median(r["render_s"] for r in results),
+            **{
+                key: statistics.median(r.get(key, 0.0) for r in results)
+                for key in ("voice_wait_s", "synthesize_s", "lipsync_wait_s")
+            },
         }
 
     async def stop(self) -> None:
@@ -365,15 +369,16 @@ def report(card: str, profile: Profile, result: dict[str, Any], bench: Bench) ->
         "utilisation, mean of 100 ms samples.",
         "",
         "| clients | requests | wall s | videos/min | p50 s | p95 s | max s | render p50 s "
-        "| CPU busy | CPU s/video | GPU busy |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| CPU busy | CPU s/video | GPU busy | voice wait | synthesize | lipsync wait |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: |",
     ]
     lines += [
         f"| {r['clients']} | {r['requests']} | {r['wall']:.1f} | {r['per_min']:.1f} | "
         f"{r['p50']:.2f} | {r['p95']:.2f} | {r['max']:.2f} | {r['render']:.2f} | "
         f"{r['cpu_busy']:.0%} | {r['cpu_per_video']:.2f} | "
         + ("n/a" if r["gpu_busy"] is None else f"{r['gpu_busy']:.0f}%")
-        + " |"
+        + f" | {r['voice_wait_s']:.2f} | {r['synthesize_s']:.2f} | {r['lipsync_wait_s']:.2f} |"
         for r in result["loads"]
     ]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ import cProfile
 import pstats
 import time
 from pathlib import Path
+from typing import Any
 
 T0 = time.perf_counter()
 
@@ -26,6 +27,9 @@ def main() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="lip-sync: cuDNN's autotuner on (as before)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -36,7 +40,9 @@ def main() -> None:
 
     name = "xtts" if args.kind == "voice" else "wav2lip"
     target = catalog.engine(name, args.kind).target.split(":")[0]
-    __import__(target)
+    module = __import__(target, fromlist=["_"])
+    if args.cudnn_benchmark:
+        module.CUDNN_BENCHMARK = True
     if name == "xtts":
         from engines.voice.xtts_model import coqui
 
@@ -57,11 +63,31 @@ def main() -> None:
         f"build + load {t_built - t_imports:.2f} s, total {t_built - T0:.2f} s",
         flush=True,
     )
+    if name == "wav2lip" and args.device == "cuda":
+        print(generator_rate(engine), flush=True)
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     close = getattr(engine, "close", None)
     if callable(close):
         close()
+
+
+def generator_rate(engine: Any, batches: int = 30) -> str:
+    """The loaded generator's steady rate at its full batch (uint8 crops in and out)."""
+    import numpy as np
+    import torch
+
+    generate = engine.load()
+    crops = np.zeros((engine.batch, 96, 96, 3), np.uint8)
+    mels = torch.zeros(engine.batch, 1, 80, 16)
+    generate(crops, mels)
+    t = time.perf_counter()
+    for _ in range(batches):
+        generate(crops, mels)
+    seconds = time.perf_counter() - t
+    ms = 1000 * seconds / batches
+    rate = engine.batch / ms * 1000
+    return f"generator: batch {engine.batch}: {ms:.1f} ms a batch, {rate:,.0f} frames/s"
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ CHUNK = 32
 #: render back, two encoders beat one on a 16-core host (460 vs 394 frames/s at 720p).
 CORES_PER_ENCODER = 8
 MAX_SPLIT_ENCODERS = 3
+#: cuDNN's autotuner: it took about 3 s of every worker's start on an H100 (each fixed batch
+#: shape tuned), for a generator that is busy 1-3 % of a render. Off: cuDNN's heuristics.
+CUDNN_BENCHMARK = False
 #: Compositing paths: batched torch work, or per-frame NumPy; "auto" is torch on CUDA only.
 BLENDS = ("auto", "torch", "numpy")
 
@@ -160,7 +163,7 @@ class Wav2LipEngine:
         self.mel = MelFrontEnd(self.device)
         self._generator: GenerateFn | None = generator
         if cuda:
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
 
     @property
     def weights_dir(self) -> Path:

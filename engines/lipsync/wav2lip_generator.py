@@ -18,8 +18,8 @@ class Generator:
     """The generator on one device: BatchNorm folded, channels_last, fp16 on CUDA.
 
     `sizes` lists the batch shapes to run: a smaller batch is padded up to the next one, so
-    cuDNN's autotuner meets a few fixed shapes (tuned once by `warm_up`) rather than a new
-    shape, and seconds of tuning, at the tail of every render.
+    the tail of a render meets a shape `warm_up` already ran (its kernels loaded, and tuned
+    once if cuDNN's autotuner is on) rather than a new one.
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class Generator:
         self.model: torch.nn.Module = to_layout(memory_format=torch.channels_last)
 
     def warm_up(self) -> None:
-        """Run each fixed batch shape once, so autotuning happens before the first render."""
+        """Run each fixed batch shape once, so kernel loading happens before the first render."""
         for size in self.sizes:
             crops = np.zeros((size, CROP, CROP, 3), np.uint8)
             self(crops, torch.zeros(size, 1, 80, 16, device=self.device))

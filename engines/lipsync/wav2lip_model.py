@@ -247,9 +247,12 @@ def load_wav2lip(path: Path, fix: str = "") -> Wav2Lip:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = extract_state_dict(checkpoint)
-        model = Wav2Lip()
+        # Built without storage (no random initial values to draw, a third of a second on a
+        # busy CPU), then given the file's tensors; strict, so a missing one still fails here.
+        with torch.device("meta"):
+            model = Wav2Lip()
         check_state_dict(model, state)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
         model.eval()
         probe(model)
     except ModelMissing as exc:
