@@ -94,6 +94,32 @@ def picture(mp4: Path, phones: list[Phone], fps: float, out: Path) -> None:
     PIL.Image.fromarray(np.vstack(rows)).quantize(256, dither=PIL.Image.Dither.NONE).save(out)
 
 
+def deficit_by_phone(
+    aperture: npt.NDArray[np.float64],
+    loudness: npt.NDArray[np.float64],
+    phones: list[Phone],
+    fps: float,
+) -> dict[str, float]:
+    """Each phone's share of 1 - r (r: aperture/loudness correlation at lag 0), largest first.
+
+    With both series standardised, 1 - r is the mean of (za - zl)² / 2 over the frames, so the
+    frames of each phone (and of the pauses, "SIL") add up to the whole deficit.
+    """
+    n = min(len(aperture), len(loudness))
+    a, b = aperture[:n], loudness[:n]
+    ok = np.isfinite(a) & np.isfinite(b)
+    za = (a - a[ok].mean()) / a[ok].std()
+    zl = (b - b[ok].mean()) / b[ok].std()
+    labels = np.full(n, "SIL", dtype=object)
+    times = frame_times(fps, n)
+    for p in phones:
+        labels[(times >= p.start) & (times < p.end)] = p.name
+    shares: dict[str, float] = {}
+    for i in np.flatnonzero(ok):
+        shares[labels[i]] = shares.get(labels[i], 0.0) + (za[i] - zl[i]) ** 2 / (2 * ok.sum())
+    return dict(sorted(shares.items(), key=lambda kv: -kv[1]))
+
+
 def main() -> None:
     """Render, measure and print the table (and write the picture if asked)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -125,6 +151,9 @@ def main() -> None:
             corr0 = quality_audio.lagged_correlation(aperture, loud, 0)
             corr, lag = quality_audio.best_lag(aperture, loud)
             rows.append((label, seconds, stats, mouth, corr0, corr, lag))
+            deficit = deficit_by_phone(aperture, loud, phones, fps)
+            print(f"{label}: 1 - corr@0 = {1 - corr0:.3f}, by phone: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in list(deficit.items())[:8]))  # fmt: skip
             if label == "phones" and args.picture is not None:
                 picture(out, phones, fps, args.picture)
     print("| cues | render s | closure rate | round ratio | corr@0 | best lag | rest in pauses |")
