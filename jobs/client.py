@@ -199,12 +199,9 @@ class JobClient:
     async def _start(self, req: Request) -> Request:
         stage = FIRST_STAGE[req.kind]
         payload = StagePayload(request_id=req.id, epoch=req.epoch).model_dump()
+        fn, job, queue = STAGE_FUNCTIONS[stage], req.job_id(stage), queue_of(self.settings, stage)
         # The record and its first job commit together, in one round trip.
-        job, queue = req.job_id(stage), queue_of(self.settings, stage)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.store.create_on(pipe, req)
-            queue_job(pipe, self.redis, STAGE_FUNCTIONS[stage], payload, job, queue)
-            await pipe.execute()
+        await self.store.create(req, lambda p: queue_job(p, self.redis, fn, payload, job, queue))
         return req
 
     # Reading ------------------------------------------------------------------------------

@@ -121,19 +121,19 @@ class RecordStore:
         """Return the key of all requests, scored by creation time."""
         return keys.all_requests(self.settings)
 
-    async def create(self, req: Request) -> None:
-        """Store a new request and index it."""
+    async def create(
+        self, req: Request, side_effects: Callable[[Pipeline], None] | None = None
+    ) -> None:
+        """Store a new request and index it; `side_effects` queues more commands in its MULTI."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            self.create_on(pipe, req)
+            pipe.set(self.key(req.id), req.model_dump_json(), nx=True)
+            pipe.sadd(self.active_key, req.id)
+            pipe.sadd(self.user_active_key(req.user), req.id)
+            pipe.zadd(self.user_key(req.user), {req.id: req.created_at})
+            pipe.zadd(self.all_key, {req.id: req.created_at})
+            if side_effects is not None:
+                side_effects(pipe)
             await pipe.execute()
-
-    def create_on(self, pipe: Pipeline, req: Request) -> None:
-        """Queue `create`'s commands on a transaction (which may also queue the first job)."""
-        pipe.set(self.key(req.id), req.model_dump_json(), nx=True)
-        pipe.sadd(self.active_key, req.id)
-        pipe.sadd(self.user_active_key(req.user), req.id)
-        pipe.zadd(self.user_key(req.user), {req.id: req.created_at})
-        pipe.zadd(self.all_key, {req.id: req.created_at})
 
     async def get(self, rid: str) -> Request:
         """Return a request; `NotFound` if unknown or malformed."""
