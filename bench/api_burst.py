@@ -1,11 +1,12 @@
 """Benchmark: acknowledgement time of concurrent render submissions through the HTTP API.
 
-Starts a private redis-server and `jayavatar api` (one uvicorn process, as deployed), gives each
-of USERS users a key, a voice and an avatar, then sends COUNT `POST /v1/renders` at once from
-one client on the same machine and prints the time from send to the 202 answer (p50/p99/max).
+Starts a private redis-server and `jayavatar api` (`--api-workers` processes, default 1), gives
+each of USERS users a key, a voice and an avatar, then sends COUNT `POST /v1/renders` at once
+from one client on the same machine and prints the time from send to the 202 answer
+(p50/p99/max) and the CPU seconds of the API's processes, the client and Redis in the round.
 No workers run: the requests stay queued, which is what this measures.
 
-    PYTHONPATH=. .venv/bin/python bench/api_burst.py --count 200 [--rounds 3]
+    PYTHONPATH=. .venv/bin/python bench/api_burst.py --count 200 [--rounds 3] [--api-workers 2]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -82,9 +84,11 @@ async def burst(base: str, tokens: list[str], count: int) -> list[float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    """User + system CPU seconds a process and its live descendants have used so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 async def raw_burst(port: int, tokens: list[str], count: int) -> list[float]:
@@ -124,7 +128,18 @@ def wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API did not start")
 
 
-def main(count: int, rounds: int, users: int, root: Path, raw: bool = False) -> None:
+def stop(api: subprocess.Popen[bytes]) -> None:
+    """Stop the API as Ctrl-C would, so a several-process API takes its processes with it."""
+    api.send_signal(signal.SIGINT)
+    try:
+        api.wait(30)
+    except subprocess.TimeoutExpired:
+        api.kill()
+
+
+def main(
+    count: int, rounds: int, users: int, root: Path, raw: bool = False, workers: int = 1
+) -> None:
     """Run the benchmark and print one table row per round."""
     with tempfile.TemporaryDirectory() as folder:
         rport, aport = free_port(), free_port()
@@ -138,6 +153,7 @@ def main(count: int, rounds: int, users: int, root: Path, raw: bool = False) -> 
             "JAYAVATAR_DATA_DIR": str(Path(folder) / "data"),
             "JAYAVATAR_MAX_CONCURRENT": "1000",
             "JAYAVATAR_DAILY_QUOTA": "100000",
+            "JAYAVATAR_API_WORKERS": str(workers),  # a checkout without the setting runs one
             "PYTHONPATH": str(root),
         }
         time.sleep(0.5)
@@ -152,21 +168,27 @@ def main(count: int, rounds: int, users: int, root: Path, raw: bool = False) -> 
         try:
             base = f"http://127.0.0.1:{aport}"
             wait_up(base, api)
+            # The first process answers while the others may still import the app.
+            time.sleep(3 if workers > 1 else 0)
             kind = "raw asyncio" if raw else "httpx"
             print(f"\nAPI burst: {count} concurrent POST /v1/renders, {users} users, "
-                  f"{os.cpu_count()} cores, {kind} client on the same machine\n")  # fmt: skip
-            print("| round | p50 ms | p99 ms | max ms | mean ms | API CPU s | client CPU s |")
-            print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                  f"{workers} API process(es), {os.cpu_count()} cores, {kind} client "
+                  "on the same machine\n")  # fmt: skip
+            print("| round | p50 ms | p99 ms | max ms | mean ms | API CPU s | client CPU s "
+                  "| Redis CPU s |")  # fmt: skip
+            print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for r in range(rounds):
                 api_cpu, own_cpu = cpu_seconds(api.pid), time.process_time()
+                redis_cpu = cpu_seconds(redis.pid)
                 send = raw_burst(aport, tokens, count) if raw else burst(base, tokens, count)
                 lat = asyncio.run(send)
                 api_cpu, own_cpu = cpu_seconds(api.pid) - api_cpu, time.process_time() - own_cpu
+                redis_cpu = cpu_seconds(redis.pid) - redis_cpu
                 print(f"| {r + 1} | {percentile(lat, 50):.0f} | {percentile(lat, 99):.0f} "
                       f"| {max(lat):.0f} | {statistics.mean(lat):.0f} | {api_cpu:.2f} "
-                      f"| {own_cpu:.2f} |")  # fmt: skip
+                      f"| {own_cpu:.2f} | {redis_cpu:.2f} |")  # fmt: skip
         finally:
-            api.kill()
+            stop(api)
             redis.kill()
 
 
@@ -177,5 +199,6 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose API is served")
     parser.add_argument("--raw", action="store_true", help="minimal HTTP client instead of httpx")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes to start")
     args = parser.parse_args()
-    main(args.count, args.rounds, args.users, args.root, args.raw)
+    main(args.count, args.rounds, args.users, args.root, args.raw, args.api_workers)
