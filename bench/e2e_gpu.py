@@ -17,6 +17,8 @@ and for the first request right after both workers restarted; throughput of 10 s
 1, 4 and 16 concurrent clients. Prints Markdown and writes it to --out.
 
     PYTHONPATH=. python3 bench/e2e_gpu.py --out bench/results/e2e_h100.md    # on the GPU host
+    PYTHONPATH=. python3 bench/e2e_gpu.py --only-load --loads 16 --voice-workers 3 \
+        --lipsync-workers 4 --pin 3 --mps                                  # the busiest set-up
     PYTHONPATH=. .venv/bin/python bench/e2e_gpu.py --smoke                   # tiny, on a CPU
 """
 
@@ -97,6 +99,8 @@ class Bench:
 
     async def start(self) -> None:
         """Start Redis and the workers, enroll the voice, publish the prepared avatar."""
+        if self.mps:  # before any CUDA process, so every worker's context goes through it
+            subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         self.redis.start()
         p = self.profile
         self.env = child_env(
@@ -206,6 +210,8 @@ class Bench:
         for worker in self.workers:
             worker.kill()
         self.redis.stop()
+        if self.mps:
+            subprocess.run(["nvidia-cuda-mps-control"], input=b"quit\n", check=False)
 
 
 STAGES = [
@@ -335,6 +341,7 @@ def report(card: str, profile: Profile, result: dict[str, Any], bench: Bench) ->
             if bench.pin
             else ""
         )
+        + (", NVIDIA MPS daemon running" if bench.mps else "")
         + f" ({os.cpu_count()} cores); quality reports off.",
         "",
         "## Worker start → ready (s; first start, then each restart)",
@@ -393,7 +400,7 @@ async def run(args: argparse.Namespace) -> str:
     build_inputs(profile, work)
     print(f"inputs built in {time.monotonic() - t:.1f} s under {work}", flush=True)
     counts = {"voice": args.voice_workers, "lipsync": args.lipsync_workers}
-    bench = Bench(profile, work, counts, args.pin)
+    bench = Bench(profile, work, counts, args.pin, args.mps)
     try:
         await bench.start()
         lengths = [3] if args.smoke else [3, 10, 30]
@@ -421,6 +428,9 @@ def main() -> None:
     parser.add_argument("--only-load", action="store_true", help="skip the latency tables")
     parser.add_argument(
         "--loads", type=int, nargs="*", help="concurrent clients of each load (default 1 4 16)"
+    )
+    parser.add_argument(
+        "--mps", action="store_true", help="run NVIDIA's MPS daemon for the workers (root)"
     )
     parser.add_argument(
         "--pin", type=int, default=0, help="cores of its own for each lip-sync worker (0: none)"

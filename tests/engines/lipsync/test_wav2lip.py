@@ -7,6 +7,7 @@ the length of the audio.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import weakref
@@ -25,7 +26,7 @@ from engines.lipsync import wav2lip_io
 from engines.lipsync.avatar_prep import photo_motion
 from engines.lipsync.demo_assets import astronaut_portrait
 from engines.lipsync.facetrack import FaceTrack
-from engines.lipsync.wav2lip import PADS, Wav2LipEngine
+from engines.lipsync.wav2lip import PADS, Wav2LipEngine, split_encoders, usable_cores
 from engines.lipsync.wav2lip_blend import blend_mask
 from engines.lipsync.wav2lip_gpu_blend import TorchCompositor
 from engines.lipsync.wav2lip_model import Wav2Lip
@@ -133,6 +134,18 @@ def source_frames(avatar: Path) -> list[NDArray[np.uint8]]:
     """The prepared clip's frames as decoded I420 arrays, straight from PyAV."""
     with av.open(str(avatar / "clip.mp4")) as container:
         return [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+
+
+def test_engine_sizes_itself_to_the_cores_it_may_use(settings: Settings) -> None:
+    """Pinned to one core (as a worker sharing a host is), the engine plans for one core."""
+    every = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(every)})
+        assert usable_cores() == 1 and split_encoders() == 1
+        assert Wav2LipEngine(settings).workers == 1
+    finally:
+        os.sched_setaffinity(0, every)
+    assert usable_cores() == len(every)
 
 
 def test_prepare_stores_reference_crops(avatar: Path) -> None:
