@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from jayavatar.settings import Settings
 from jobs.client import JobClient
 
 HERE = Path(__file__).parent
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +76,20 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Build the API from the environment's settings (each process of a several-process API)."""
+    _die_with_parent()
     return create_app(Settings())
+
+
+def _die_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its supervisor dies, even of SIGKILL."""
+    # uvicorn's processes otherwise outlive a killed supervisor and keep serving its port.
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid != os.getppid():  # it died before we asked
+        raise SystemExit("the API's supervisor is gone")
 
 
 async def whoami(key: Caller) -> KeyInfo:

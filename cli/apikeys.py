@@ -26,9 +26,9 @@ def _settings(ctx: click.Context) -> Settings:
 @click.option("--port", type=int, default=None, help="Port (default: JAYAVATAR_API_PORT).")
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=click.IntRange(0, 64),
     default=None,
-    help="API processes (default: JAYAVATAR_API_WORKERS, else one per core up to 4).",
+    help="API processes (default: JAYAVATAR_API_WORKERS, 1; 0: one per core up to 4).",
 )
 @click.pass_context
 def api(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
@@ -41,7 +41,7 @@ def api(ctx: click.Context, host: str | None, port: int | None, workers: int | N
 
     settings = _settings(ctx)
     build_storage(settings)  # a bad bucket is one line at start-up, not a 500 on first use
-    processes = workers or settings.api_processes()
+    processes = settings.api_processes(workers)
     host, port = host or settings.api_host, port or settings.api_port
     if processes == 1:
         app = create_app(settings)

@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     # API processes (0: one per core, at most 4). Several share their Prometheus counters
-    # through a per-start folder (api/metrics.py); one process is one core's worth of answers.
-    api_workers: int = Field(0, ge=0, le=64)
+    # through a per-start folder (api/metrics.py). One by default: on two cores a second one
+    # did not lower the p99 of a burst reliably (bench/results/queue_cpu.md).
+    api_workers: int = Field(1, ge=0, le=64)
 
     @field_validator("voice_engine")
     @classmethod
@@ -110,9 +111,10 @@ class Settings(BaseSettings):
         """Accept only lip-sync engines of the engine table."""
         return catalog.engine(name, "lipsync").name
 
-    def api_processes(self) -> int:
-        """Return how many API processes to run: `api_workers`, or one per core up to 4."""
-        return self.api_workers or max(1, min(os.cpu_count() or 1, 4))
+    def api_processes(self, workers: int | None = None) -> int:
+        """Return how many API processes to run (`workers` or `api_workers`; 0: a core each, ≤4)."""
+        wanted = self.api_workers if workers is None else workers
+        return wanted or max(1, min(os.cpu_count() or 1, 4))
 
     def prefixed(self, *parts: str) -> str:
         """Return a Redis key under this deployment's prefix."""

@@ -51,8 +51,10 @@ def api_env(settings: Settings, tmp: Path) -> dict[str, str]:
 
 
 @contextmanager
-def two_processes(roomy: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`jayavatar api --workers 2`: yield its base URL and its temporary folder; stop it gently."""
+def two_processes(
+    roomy: Settings, tmp_path: Path
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """`jayavatar api --workers 2`: yield its base URL, temporary folder and process; stop it."""
     tmp = tmp_path / "run"
     tmp.mkdir()
     port = free_port()
@@ -64,7 +66,7 @@ def two_processes(roomy: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]
         while not _answers(base):
             assert proc.poll() is None and time.monotonic() < deadline, "the API did not start"
             time.sleep(0.2)
-        yield base, tmp
+        yield base, tmp, proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -106,7 +108,7 @@ def sample(base: str, name: str, **labels: str) -> float:
 async def test_two_processes_report_summed_counters(roomy: Settings, tmp_path: Path) -> None:
     client = await JobClient.connect(roomy)
     try:
-        with two_processes(roomy, tmp_path) as (base, tmp):
+        with two_processes(roomy, tmp_path) as (base, tmp, _proc):
             token = await make_user(client, ApiKeys(client.redis, roomy, client.accounts))
             ids = submit_until_both_answered(base, tmp, token)
             accepted = "jayavatar_requests_accepted_total"
@@ -144,7 +146,7 @@ def submit_until_both_answered(base: str, tmp: Path, token: str) -> list[str]:
 async def test_a_stopped_api_leaves_no_metrics_folder_or_group(
     roomy: Settings, tmp_path: Path
 ) -> None:
-    with two_processes(roomy, tmp_path) as (base, tmp):
+    with two_processes(roomy, tmp_path) as (base, tmp, _proc):
         assert sample(base, "jayavatar_requests_accepted_total") == 0
         assert list(tmp.glob("jayavatar-metrics-*"))
     # Stopped with SIGINT, as Ctrl-C would.
@@ -154,3 +156,32 @@ async def test_a_stopped_api_leaves_no_metrics_folder_or_group(
         assert await client.redis.xinfo_groups(stream_key(roomy)) == []
     finally:
         await client.close()
+
+
+def test_a_killed_api_takes_its_processes_with_it(roomy: Settings, tmp_path: Path) -> None:
+    with two_processes(roomy, tmp_path) as (_base, tmp, proc):
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        served = [int(c) for c in children if b"spawn_main" in _cmdline(int(c))]
+        assert len(served) == 2
+        proc.kill()
+        deadline = time.monotonic() + PATIENCE_S
+        while any(_running(pid) for pid in served):
+            assert time.monotonic() < deadline, "the API's processes outlived it"
+            time.sleep(0.2)
+    assert list(tmp.glob("jayavatar-metrics-*"))  # a killed API cannot remove its folder
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
