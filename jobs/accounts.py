@@ -192,12 +192,16 @@ class Accounts:
 
     async def is_admin(self, user: str) -> bool:
         """Tell whether a user may run admin actions (checked server-side)."""
+        if self._admin_without_redis(user):
+            return True
+        return bool(await self.redis.sismember(self._k("admins"), user))
+
+    def _admin_without_redis(self, user: str) -> bool:
+        """The admin rules that need no lookup: the local operator and configured Discord ids."""
         if ids.is_local(user):
             return True  # the CLI runs on the server itself, as its operator
         snowflake = ids.discord_snowflake(user)
-        if snowflake is not None and snowflake in self.settings.admin_user_ids:
-            return True
-        return bool(await self.redis.sismember(self._k("admins"), user))
+        return snowflake is not None and snowflake in self.settings.admin_user_ids
 
     async def add_admin(self, user: str) -> None:
         """Make a user an admin (e.g. the identity of an admin API key)."""
@@ -232,12 +236,7 @@ class Accounts:
             pipe.get(self._k("quota", user))
             pipe.scard(keys.user_active(self.settings, user))
             denied, allowed, listed, paused, profile, quota, active = await pipe.execute()
-        snowflake = ids.discord_snowflake(user)
-        admin = (
-            ids.is_local(user)
-            or (snowflake is not None and snowflake in self.settings.admin_user_ids)
-            or bool(listed)
-        )
+        admin = self._admin_without_redis(user) or bool(listed)
         daily, concurrent = self._limits(quota)
         return Standing(
             allowed=not denied and (bool(allowed) or self.settings.allow_by_default or admin),
