@@ -12,23 +12,17 @@ from typing import Any
 
 import pytest
 
-from jayavatar.settings import Settings
 from jobs.client import JobClient
 from jobs.context import StageContext
 from jobs.reconciler import reconcile
+from tests.support.fixtures import alice_client
 
 
 @pytest.fixture
 async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
     """A client on an emptied Redis with Alice's voice and avatar."""
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path, key_prefix="rec")
-    job_client = await JobClient.connect(settings)
-    await job_client.redis.flushdb()
-    for kind in ("voice", "avatar"):
-        job_client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
-        await job_client.accounts.register(kind, "alice", "me", {})
-    yield job_client
-    await job_client.close()
+    async with alice_client(redis_url, tmp_path, "rec") as job_client:
+        yield job_client
 
 
 def context(client: JobClient) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from engines.calls import EngineCall, Evaluate
-from jayavatar.settings import Settings
 from jobs import reports, stages
 from jobs.client import JobClient
 from jobs.context import StageContext
 from jobs.liveness import pulse
 from jobs.records import Request
+from tests.support.fixtures import alice_client
 
 
 class Measurer:
@@ -32,14 +32,8 @@ class Measurer:
 @pytest.fixture
 async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
     """A client on an emptied Redis with Alice's voice and avatar."""
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path, key_prefix="rep")
-    job_client = await JobClient.connect(settings)
-    await job_client.redis.flushdb()
-    for kind in ("voice", "avatar"):
-        job_client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
-        await job_client.accounts.register(kind, "alice", "me", {})
-    yield job_client
-    await job_client.close()
+    async with alice_client(redis_url, tmp_path, "rep") as job_client:
+        yield job_client
 
 
 def worker(client: JobClient, worker_id: str) -> StageContext:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,24 @@ async def client(stack: Stack) -> AsyncIterator[object]:
 
     job_client = await JobClient.connect(stack.settings())  # type: ignore[arg-type]
     try:
+        yield job_client
+    finally:
+        await job_client.close()
+
+
+@asynccontextmanager
+async def alice_client(redis_url: str, data_dir: Path, prefix: str) -> AsyncIterator[Any]:
+    """A JobClient on an emptied Redis where user alice has a voice and an avatar named "me"."""
+    from jayavatar.settings import Settings
+    from jobs.client import JobClient
+
+    settings = Settings(redis_url=redis_url, data_dir=data_dir, key_prefix=prefix)
+    job_client = await JobClient.connect(settings)
+    try:
+        await job_client.redis.flushdb()
+        for kind in ("voice", "avatar"):
+            job_client.storage.put_bytes(f"{kind}s/alice/me/meta.json", b"{}")
+            await job_client.accounts.register(kind, "alice", "me", {})
         yield job_client
     finally:
         await job_client.close()
