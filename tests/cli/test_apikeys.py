@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,6 +99,16 @@ def test_an_unreachable_redis_is_one_line(bare: Stack) -> None:
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach Redis" in lines[0]
+
+
+@pytest.mark.parametrize("workers", ["65", "-1", "two"])
+def test_a_bad_process_count_is_refused_before_serving(bare: Stack, workers: str) -> None:
+    """`api --workers` out of 0..64 stops with click's usage error; no metrics folder is made."""
+    before = set(Path(tempfile.gettempdir()).glob("jayavatar-metrics-*"))
+    out = jayavatar(bare, "api", "--workers", workers, "--port", str(free_port()))
+    assert out.returncode == 2
+    assert "Invalid value for '--workers'" in out.stderr
+    assert set(Path(tempfile.gettempdir()).glob("jayavatar-metrics-*")) == before
 
 
 def test_the_api_command_serves(bare: Stack) -> None:

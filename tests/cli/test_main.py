@@ -198,7 +198,8 @@ def test_unreachable_redis_is_one_line(enrolled: Stack) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "field"),
     [("JAYAVATAR_MAX_TEXT_CHARS", "lots", "max_text_chars"),
-     ("JAYAVATAR_WAV2LIP_PRESET", "placebo", "wav2lip_preset")],
+     ("JAYAVATAR_WAV2LIP_PRESET", "placebo", "wav2lip_preset"),
+     ("JAYAVATAR_API_WORKERS", "-1", "api_workers")],
 )  # fmt: skip
 def test_bad_setting_is_one_line(enrolled: Stack, variable: str, value: str, field: str) -> None:
     done = jayavatar(enrolled, "status", "0" * 32, env={variable: value})
