@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,11 +19,11 @@ from api.guard import BodyGuard
 from api.keys import ApiKeys
 from api.metrics import Metrics
 from api.schemas import ERRORS, KeyInfo
+from jayavatar.lifeline import watch_parent
 from jayavatar.settings import Settings
 from jobs.client import JobClient
 
 HERE = Path(__file__).parent
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @contextlib.asynccontextmanager
@@ -81,14 +79,11 @@ def app_from_env() -> FastAPI:
 
 
 def _die_with_parent() -> None:
-    """Have Linux send this process SIGTERM when its supervisor dies, even of SIGKILL."""
+    """Stop this process (SIGTERM: uvicorn's own shutdown) when its supervisor dies."""
     # uvicorn's processes otherwise outlive a killed supervisor and keep serving its port.
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid != os.getppid():  # it died before we asked
+    supervisor = parent.pid if parent is not None and parent.pid else os.getppid()
+    if not watch_parent(supervisor, lambda: os.kill(os.getpid(), signal.SIGTERM)):
         raise SystemExit("the API's supervisor is gone")
 
 

@@ -13,7 +13,6 @@ import logging
 import multiprocessing as mp
 import os
 import resource
-import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from engines.calls import EngineCall
 from jayavatar import errors
+from jayavatar.lifeline import watch_parent
 from jayavatar.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ def _rebuild(kind: str, message: str) -> BaseException:
 def _serve(conn: Connection, settings: Settings, kind: EngineKind, build: bool = True) -> None:
     """Child process: build the engine once, then answer calls until the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    _exit_with_parent()
+    # Exit quietly when the worker that started this child is gone (killed, not stopped).
+    watch_parent(os.getppid(), lambda: os._exit(0))
     cap_memory(settings, kind)
     if not build:
         os.nice(10)  # after-delivery work yields the CPU to renders
@@ -194,18 +195,6 @@ def _send(conn: Connection, message: tuple[Any, ...]) -> None:
         conn.send(message)
     except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
         os._exit(0)
-
-
-def _exit_with_parent() -> None:
-    """Exit quietly when the worker that started this child is gone (killed, not stopped)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def cap_memory(settings: Settings, kind: EngineKind) -> int:
