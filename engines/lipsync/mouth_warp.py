@@ -47,7 +47,7 @@ CHIN_FADE = 0.55
 JAW_REACH = 1.5
 #: How far a full "oo" draws the mouth corners in (a share of their distance from the centre,
 #: before the fall-off); an "ee" spreads them by the same gain.
-ROUND_GAIN = 0.45
+ROUND_GAIN = 0.55
 #: ... fading to nothing this many half mouth widths from the centre.
 ROUND_REACH = 2.2
 
