@@ -6,7 +6,8 @@ aperture (FaceMesh 13-14) and the mouth width (61-291), both over the eye distan
 
 - Closure: at every /p b m/ the smallest aperture within +-1 frame is within CLOSE_TOL of the
   mouth at rest (the median aperture over the pauses, where the mouth is not posed).
-- Rounding: the median width during /uw ow w/ over the median width during /iy ey/.
+- Rounding: the median width during /uw ow w/ over the median width during /iy ey/, at most
+  MAX_ROUND_RATIO (plus a pixel's worth on small faces).
 - Rest: the share of pause frames whose aperture is no more than REST_TOL above rest.
 
 FaceMesh itself jitters by about 0.01 on an unchanged frame of a 512-pixel face (its tracking
@@ -103,7 +104,7 @@ def mouth_report(
         "measured": bool(np.isfinite(rest)),
         "rest_aperture": _round(rest),
         **_closure_measures(aperture, phones, fps, series, close_tol),
-        **_rounding_measures(width, phones, fps, frames),
+        **_rounding_measures(width, phones, fps, frames, eye_px),
         "pause_frames": int(pauses.size),
         "rest_in_pauses": _round(float(resting.mean())) if pauses.size else None,
         "phones": len(phones),
@@ -133,15 +134,19 @@ def _closure_measures(
 
 
 def _rounding_measures(
-    width: Array, phones: Sequence[Phone], fps: float, frames: int
+    width: Array, phones: Sequence[Phone], fps: float, frames: int, eye_px: float
 ) -> dict[str, Any]:
     """The rounding part of `mouth_report`: median widths on rounded and spread vowels."""
     rounded = _median(width, phone_frames(phones, ROUNDED_PHONES, fps, frames))
     spread = _median(width, phone_frames(phones, SPREAD_PHONES, fps, frames))
+    # On a small face a pixel is a large share of the width: a rounded mouth a pixel wider
+    # than the goal cannot be told from one that meets it.
+    pixel = 1.0 / eye_px if eye_px > 0 else 0.0
     return {
         "round_width": _round(rounded),
         "spread_width": _round(spread),
         "round_ratio": _round(rounded / spread) if spread > 0 else None,
+        "round_limit": _round(MAX_ROUND_RATIO + pixel / spread) if spread > 0 else None,
     }
 
 
@@ -153,8 +158,8 @@ def mouth_flags(mouth: dict[str, Any]) -> list[str]:
     rate = mouth["closure_rate"]
     if rate is not None and rate < MIN_CLOSURE_RATE:
         out.append(f"lips close at {100 * rate:.0f}% of p/b/m")
-    ratio = mouth["round_ratio"]
-    if ratio is not None and ratio > MAX_ROUND_RATIO:
+    ratio, limit = mouth["round_ratio"], mouth.get("round_limit") or MAX_ROUND_RATIO
+    if ratio is not None and ratio > limit:
         out.append(f"lips do not round (width ratio {ratio:.2f})")
     return out
 

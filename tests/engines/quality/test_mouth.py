@@ -71,3 +71,14 @@ def test_unmeasured_frames_and_missing_pauses_say_not_measured() -> None:
     assert report["measured"] is False and mouth_flags(report) == []
     no_pause = [Phone("AA", 0.0, 1.6)]
     assert mouth_report(np.ones(FRAMES), np.ones(FRAMES), no_pause, FPS)["measured"] is False
+
+
+@pytest.mark.parametrize(("eye_px", "flagged"), [(0.0, True), (40.0, False), (200.0, True)])
+def test_a_small_face_is_allowed_a_pixel_of_rounding(eye_px: float, flagged: bool) -> None:
+    # Rounded width 0.92 against spread 1.0: over the 0.9 goal by 0.02 eye distances, which is
+    # less than a pixel where the eyes are 40 pixels apart and five pixels where they are 200.
+    aperture = series({(0.5, 0.7): 0.2, (1.1, 1.3): 0.2}, REST)
+    width = series({(0.5, 0.7): 0.92, (1.1, 1.3): 1.0}, 0.95)
+    report = mouth_report(aperture, width, PHONES, FPS, eye_px=eye_px)
+    assert report["round_ratio"] == pytest.approx(0.92)
+    assert mouth_flags(report) == (["lips do not round (width ratio 0.92)"] if flagged else [])
