@@ -16,12 +16,12 @@ from jobs.records import Request
 from jobs.wakeup import WakeWorker
 from jobs.worker import redis_settings
 
-USERS = ("alice", "bob", "carol")
+USERS = ("alice", "bob", "carol", "dave", "erin", "fay")
 
 
 @pytest.fixture
 async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
-    """A client on an emptied Redis; three users, each with a voice and an avatar."""
+    """A client on an emptied Redis; six users, each with a voice and an avatar."""
     settings = Settings(
         redis_url=redis_url,
         data_dir=tmp_path,
@@ -69,6 +69,17 @@ async def run_order(client: JobClient) -> list[str]:
     return ran
 
 
+def in_order(ran: list[str], live: list[Request]) -> list[Request]:
+    """`live` in the order the worker ran them, which must be every one of them, once.
+
+    Requests queued within the same millisecond share a score and run in id order, so the run
+    order is what a place in line must match, not the order of submission.
+    """
+    assert sorted(ran) == sorted(r.id for r in live)
+    by_id = {r.id: r for r in live}
+    return [by_id[rid] for rid in ran]
+
+
 async def test_positions_count_other_users_ahead_in_run_order(client: JobClient) -> None:
     queue = client.settings.voice_queue
     # Housekeeping around the work: a cron entry of an older release, and pending reports.
@@ -82,8 +93,7 @@ async def test_positions_count_other_users_ahead_in_run_order(client: JobClient)
 
     ran = await run_order(client)
 
-    live = [r for r in reqs if r.id != reqs[2].id]
-    assert ran == [r.id for r in live]  # the worker's order is the submission order
+    live = in_order(ran, [r for r in reqs if r.id != reqs[2].id])
     for i, req in enumerate(live):
         others_before = [o for o in live[:i] if o.user != req.user]
         assert positions[req.id] == len(others_before) + 1, (req.user, i)
@@ -99,13 +109,26 @@ async def test_positions_stay_exact_deep_in_a_long_line(client: JobClient) -> No
     for rid in gone:
         await client.cancel(rid, next(r.user for r in reqs if r.id == rid))
     positions = {r.id: await client.queue_position(r.id) for r in reqs}
-    ran = await run_order(client)
-    live = [r for r in reqs if r.id not in gone]
-    assert ran == [r.id for r in live]
+    live = in_order(await run_order(client), [r for r in reqs if r.id not in gone])
     for i, req in enumerate(live):
         assert positions[req.id] == sum(o.user != req.user for o in live[:i]) + 1, (req.user, i)
     # Last in line: everyone else ahead of her, her own first request not counted.
     assert positions[reqs[-1].id] == len(live) - 1
+
+
+async def test_only_front_records_still_waiting_at_their_epoch_count(client: JobClient) -> None:
+    """A running job, a stale epoch and an unreadable record ahead are nobody to wait for."""
+    ahead = [await client.submit_render(u, "x") for u in ("bob", "carol", "dave", "erin", "fay")]
+    mine = await client.submit_render("alice", "mine")
+    assert await client.queue_position(mine.id) == 6
+    running, stale, garbled, lipsync = ahead[:4]
+    await client.store.update(running.id, lambda r: r.model_copy(update={"running": True}))
+    # A retry moved this request on to epoch 2; its epoch-1 job still sits ahead in the queue.
+    await client.store.update(stale.id, lambda r: r.model_copy(update={"epoch": 2}))
+    await client.redis.set(client.store.key(garbled.id), b"{not json")
+    # Past its voice stage it waits in the lip-sync queue, not in this one.
+    await client.store.update(lipsync.id, lambda r: r.model_copy(update={"state": "lipsync"}))
+    assert await client.queue_position(mine.id) == 2  # only fay's request is ahead
 
 
 async def test_alone_in_line_is_first(client: JobClient) -> None:
