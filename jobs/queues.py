@@ -10,7 +10,7 @@ not someone to wait for.
 from __future__ import annotations
 
 from arq.connections import ArqRedis
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from jayavatar.settings import Settings
 from jobs import keys
@@ -90,10 +90,18 @@ async def position(redis: ArqRedis, store: RecordStore, req: Request) -> int | N
     beyond, epochs, raws = reply
     waiting = 0
     for epoch, raw in zip(epochs, raws, strict=True):
-        other = Waiting.model_validate_json(raw) if raw else None
+        other = _waiting(raw)
         if other is not None and waiting_stage(other) == stage and other.epoch == int(epoch):
             waiting += 1
     return waiting + int(beyond) + 1
+
+
+def _waiting(raw: bytes) -> Waiting | None:
+    """The waiting fields of a record; None for a missing or unreadable one (nobody waits)."""
+    try:
+        return Waiting.model_validate_json(raw) if raw else None
+    except ValidationError:
+        return None
 
 
 async def withdraw(redis: ArqRedis, settings: Settings, req: Request) -> bool:
