@@ -28,7 +28,7 @@ def _settings(ctx: click.Context) -> Settings:
     "--workers",
     type=click.IntRange(0, 64),
     default=None,
-    help="API processes (default: JAYAVATAR_API_WORKERS, 1; 0: one per core up to 4).",
+    help="API processes (default: JAYAVATAR_API_WORKERS, 0: one per core up to 4).",
 )
 @click.pass_context
 def api(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:

@@ -94,10 +94,11 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(64 * 1024, ge=1024)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    # API processes (0: one per core, at most 4). Several share their Prometheus counters
-    # through a per-start folder (api/metrics.py). One by default: on two cores a second one
-    # did not lower the p99 of a burst reliably (bench/results/queue_cpu.md).
-    api_workers: int = Field(1, ge=0, le=64)
+    # API processes (0, the default: one per usable core, at most 4). Several share their
+    # Prometheus counters through a per-start folder (api/metrics.py). On two cores two
+    # processes answered a burst of 200 submissions with a p99 of 191-246 ms against 236-304 ms
+    # for one (bench/results/queue_cpu.md); each costs about 75 MB.
+    api_workers: int = Field(0, ge=0, le=64)
 
     @field_validator("voice_engine")
     @classmethod
@@ -114,7 +115,9 @@ class Settings(BaseSettings):
     def api_processes(self, workers: int | None = None) -> int:
         """Return how many API processes to run (`workers` or `api_workers`; 0: a core each, ≤4)."""
         wanted = self.api_workers if workers is None else workers
-        return wanted or max(1, min(os.cpu_count() or 1, 4))
+        # Cores this process may use (a container's or taskset's share), not the host's.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return wanted or max(1, min(cores or 1, 4))
 
     def prefixed(self, *parts: str) -> str:
         """Return a Redis key under this deployment's prefix."""
