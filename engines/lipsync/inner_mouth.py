@@ -144,8 +144,16 @@ def _teeth(colour: Floats, gap: Gap, teeth: Floats, *, lower: bool) -> Floats:
 def paint(patch: Image, gap: Gap, lip: Floats, teeth: Floats) -> None:
     """Fill the gap in `patch` (a crop, modified in place) with the mouth's inside."""
     alpha = coverage(gap)
-    if not alpha.any():
+    rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if not rows.size:
         return
-    weight = alpha[..., None]
-    mixed = patch.astype(np.float32) * (1 - weight) + interior(gap, lip, teeth) * weight
-    patch[:] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+    # The gap is a thin band of the crop: paint only its bounding box (every step is per pixel,
+    # and outside the band the weight is 0, so the rest of the crop would come out unchanged).
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = Gap(
+        gap.v[box], gap.top[box], gap.bottom[box], gap.across[box],
+        gap.mouth_width, gap.show_upper_teeth,
+    )  # fmt: skip
+    weight = alpha[box][..., None]
+    mixed = patch[box].astype(np.float32) * (1 - weight) + interior(inside, lip, teeth) * weight
+    patch[box] = np.clip(np.round(mixed), 0, 255).astype(np.uint8)
