@@ -196,15 +196,18 @@ def warp_mask(lm: Landmarks, width: int, height: int) -> Mask:
     return mouth_jaw_mask(lm, width, height, chin_room=room)
 
 
-def speak(frame: Image, lm: Landmarks, pose: MouthPose) -> Image:
-    """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched."""
+def speak(frame: Image, lm: Landmarks, pose: MouthPose, mask: Mask | None = None) -> Image:
+    """Return `frame` with the mouth posed as `pose`; pixels outside the mask are untouched.
+
+    `mask` is `warp_mask(lm, ...)` of this frame, if the caller has it already.
+    """
     if abs(pose.open) < 0.02 and abs(pose.round) < 0.02:
         return frame
     h, w = frame.shape[:2]
     geo = _geometry(lm)
     gap = MAX_GAP * geo.width * pose.open
     prof = _Profile(geo, lower=LOWER_SHARE * gap * pose.jaw, upper=(1 - LOWER_SHARE) * gap)
-    mask = warp_mask(lm, w, h)
+    mask = warp_mask(lm, w, h) if mask is None else mask
     box = mask.box
     ys, xs = np.mgrid[box.y1 : box.y2, box.x1 : box.x2].astype(np.float32)
     u, v = geo.local(np.stack([xs, ys], axis=-1))
@@ -252,8 +255,8 @@ def speak_i420(frame: Image, size: tuple[int, int], lm: Landmarks, pose: MouthPo
     roi = (x0, y0, roi[2], roi[3])
     rgb = roi_to_rgb(frame, roi, width, height)
     shifted = (lm - np.array([x0, y0], np.float32)).astype(np.float32)
-    posed = speak(rgb, shifted, pose)
     mask = warp_mask(shifted, rgb.shape[1], rgb.shape[0])
+    posed = speak(rgb, shifted, pose, mask)
     alpha = np.zeros(rgb.shape[:2], np.float32)
     alpha[mask.box.slices] = mask.alpha
     write_roi(frame, posed, alpha, roi, width, height)
