@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from jobs.completions import CompletionReader, announce
 from jobs.gate import admit
 from jobs.keys import queue_of
 from jobs.payloads import STAGE_FUNCTIONS, StagePayload
+from jobs.places import positions
 from jobs.queues import FIRST_STAGE, position, withdraw
 from jobs.records import Kind, RecordStore, Request, new_request_id
 from jobs.stages import cleanup
@@ -244,6 +245,11 @@ class JobClient:
         """`queue_position` of a record already in hand (one read fewer)."""
         async with _redis_errors(self.settings):
             return await position(self.redis, self.store, req)
+
+    async def positions_of(self, reqs: Sequence[Request]) -> list[int | None]:
+        """`position_of` of many records: one read of each queue, not one walk per record."""
+        async with _redis_errors(self.settings):
+            return await positions(self.redis, self.store, reqs)
 
     def output_path(self, req: Request) -> Path:
         """Return the local file of a finished render."""

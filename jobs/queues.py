@@ -90,13 +90,13 @@ async def position(redis: ArqRedis, store: RecordStore, req: Request) -> int | N
     beyond, epochs, raws = reply
     waiting = 0
     for epoch, raw in zip(epochs, raws, strict=True):
-        other = _waiting(raw)
+        other = read_waiting(raw)
         if other is not None and waiting_stage(other) == stage and other.epoch == int(epoch):
             waiting += 1
     return waiting + int(beyond) + 1
 
 
-def _waiting(raw: bytes) -> Waiting | None:
+def read_waiting(raw: bytes | None) -> Waiting | None:
     """The waiting fields of a record; None for a missing or unreadable one (nobody waits)."""
     try:
         return Waiting.model_validate_json(raw) if raw else None

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from arq.worker import func
 
-from jayavatar.settings import Settings
 from jobs import queues, reports
 from jobs.client import JobClient
 from jobs.records import Request
 from jobs.wakeup import WakeWorker
 from jobs.worker import redis_settings
+from tests.support.fixtures import line_client
 
 USERS = ("alice", "bob", "carol", "dave", "erin", "fay")
 
@@ -22,23 +22,8 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "fay")
 @pytest.fixture
 async def client(redis_url: str, tmp_path: Path) -> AsyncIterator[JobClient]:
     """A client on an emptied Redis; six users, each with a voice and an avatar."""
-    settings = Settings(
-        redis_url=redis_url,
-        data_dir=tmp_path,
-        key_prefix="q",
-        voice_queue="q:voice",
-        lipsync_queue="q:lipsync",
-        max_concurrent=2000,
-        daily_quota=5000,
-    )
-    job_client = await JobClient.connect(settings)
-    await job_client.redis.flushdb()
-    for user in USERS:
-        for kind in ("voice", "avatar"):
-            job_client.storage.put_bytes(f"{kind}s/{user}/me/meta.json", b"{}")
-            await job_client.accounts.register(kind, user, "me", {})
-    yield job_client
-    await job_client.close()
+    async with line_client(redis_url, tmp_path, USERS) as job_client:
+        yield job_client
 
 
 async def run_order(client: JobClient) -> list[str]:

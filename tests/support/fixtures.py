@@ -47,3 +47,33 @@ async def alice_client(redis_url: str, data_dir: Path, prefix: str) -> AsyncIter
         yield job_client
     finally:
         await job_client.close()
+
+
+@asynccontextmanager
+async def line_client(redis_url: str, data_dir: Path, users: tuple[str, ...]) -> AsyncIterator[Any]:
+    """A JobClient on an emptied Redis with its own queues; each user has a voice and an avatar.
+
+    Quotas and concurrency are high enough for a long line of requests.
+    """
+    from jayavatar.settings import Settings
+    from jobs.client import JobClient
+
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=data_dir,
+        key_prefix="q",
+        voice_queue="q:voice",
+        lipsync_queue="q:lipsync",
+        max_concurrent=2000,
+        daily_quota=5000,
+    )
+    job_client = await JobClient.connect(settings)
+    try:
+        await job_client.redis.flushdb()
+        for user in users:
+            for kind in ("voice", "avatar"):
+                job_client.storage.put_bytes(f"{kind}s/{user}/me/meta.json", b"{}")
+                await job_client.accounts.register(kind, user, "me", {})
+        yield job_client
+    finally:
+        await job_client.close()
