@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.auth import Admin
 from api.deps import Client
-from api.renders import view
+from api.renders import views
 from api.schemas import ERRORS, USER_PATTERN, QuotaBody, RequestPage, State, UserId
 from storage.keys import validate_user
 
@@ -29,7 +29,7 @@ async def all_requests(
     """List every user's requests, newest first."""
     who = validate_user(user) if user else None
     items = await client.list_requests(who, set(state) if state else None, limit, offset)
-    return RequestPage(items=[await view(client, r) for r in items], limit=limit, offset=offset)
+    return RequestPage(items=await views(client, items), limit=limit, offset=offset)
 
 
 @router.post("/pause", status_code=204)

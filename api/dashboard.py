@@ -19,7 +19,7 @@ from api.deps import Client, Config
 from api.health import readiness
 from api.keys import ApiKey
 from api.metrics import count_accepted
-from api.renders import API_ORIGIN, owned, view
+from api.renders import API_ORIGIN, owned, view, views
 from jayavatar.errors import Forbidden, NotFound, UserError, one_line
 from jobs import keys
 from jobs.client import JobClient
@@ -167,7 +167,7 @@ async def _overview(key: ApiKey, client: JobClient, settings: Config) -> dict[st
         "paused": await client.accounts.is_paused(),
         # Host names and GPUs are the operator's business, not every user's.
         "workers": await list_workers(client.redis, settings) if key.admin else [],
-        "recent": [await view(client, r) for r in recent],
+        "recent": await views(client, recent),
         "voices": await client.accounts.list_voices(key.user),
         "avatars": await client.accounts.list_avatars(key.user),
         "quality_line": quality_line,

@@ -19,10 +19,11 @@ from bot.memory import BotMemory
 from bot.origin import Origin
 from bot.text import progress_message
 from bot.views import cancel_view
-from jayavatar.errors import JayAvatarError, NotFound
+from jayavatar.errors import JayAvatarError
 
 if TYPE_CHECKING:
     from jobs.client import JobClient
+    from jobs.records import Request
 
 log = logging.getLogger(__name__)
 POLL_S = 1.5
@@ -84,32 +85,29 @@ class Tracker:
                 log.warning("progress update skipped: %s", exc)
 
     async def tick(self) -> None:
-        """Refresh every tracked request once."""
+        """Refresh every tracked request once: one read of the records and of each queue."""
         rids = self.tracked
         if not rids:
             return
-        await asyncio.gather(*(self.refresh(rid) for rid in rids))
+        found = {r.id: r for r in await self.client.store.get_many(rids)}
+        for rid in rids:
+            if rid not in found:
+                self.finish(rid)  # gone (expired or removed): nothing left to show
+        live = [r for r in found.values() if not r.final and not r.running]
+        places = dict(zip([r.id for r in live], await self.client.positions_of(live), strict=True))
+        await asyncio.gather(*(self.refresh(req, places.get(req.id)) for req in found.values()))
 
-    async def refresh(self, rid: str) -> None:
-        """Edit one reply if its line changed."""
-        origin = self._tracked.get(rid)
+    async def refresh(self, req: Request, position: int | None) -> None:
+        """Edit one reply if its line changed (`position`: its place in line, if it waits)."""
+        origin = self._tracked.get(req.id)
         if origin is None:
             return
-        if not origin.token_fresh():
-            self._tracked.pop(rid, None)
+        if not origin.token_fresh() or req.final:
+            self._tracked.pop(req.id, None)  # if final, the delivery takes it from here
             return
-        try:
-            req = await self.client.get(rid)
-        except NotFound:
-            self.finish(rid)
-            return
-        if req.final:
-            self._tracked.pop(rid, None)  # the delivery takes it from here
-            return
-        position = await self.client.queue_position(rid) if not req.running else None
         line = progress_message(req, position)
-        if line != self._shown.get(rid):
-            await self.edit(rid, origin, line)
+        if line != self._shown.get(req.id):
+            await self.edit(req.id, origin, line)
 
     async def edit(self, rid: str, origin: Origin, line: str) -> None:
         """Send one progress edit under the request's lock."""
