@@ -2,9 +2,10 @@
 
 `jobs.queues.position` answers for one request in one Redis script, which walks every job ahead
 of it. Asked for each of N waiting requests (the bot's progress loop, a page of the request
-list), that is N walks of up to N jobs. Here each queue is read once, and every request's place
-follows from the same snapshot with the same rule: other users' live requests of the same stage
-ahead, the records of the first FRONT of them checked for still waiting at their job's epoch.
+list), that is N walks of up to N jobs. Here each queue and its askers' active sets are read
+once, in one transaction, and the records of every front right after in one MGET; each place
+follows by the same rule: other users' live requests of the same stage ahead, the first FRONT of
+them counted only if their record still waits at their job's epoch.
 """
 
 from __future__ import annotations
