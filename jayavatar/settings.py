@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jayavatar import catalog
+from jayavatar.cores import usable_cores
 
 
 class Settings(BaseSettings):
@@ -115,9 +115,7 @@ class Settings(BaseSettings):
     def api_processes(self, workers: int | None = None) -> int:
         """Return how many API processes to run (`workers` or `api_workers`; 0: a core each, ≤4)."""
         wanted = self.api_workers if workers is None else workers
-        # Cores this process may use (a container's or taskset's share), not the host's.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return wanted or max(1, min(cores or 1, 4))
+        return wanted or min(usable_cores(), 4)
 
     def prefixed(self, *parts: str) -> str:
         """Return a Redis key under this deployment's prefix."""

@@ -10,7 +10,6 @@ the clip through the generator and the compositor (see `engines.lipsync.wav2lip_
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from engines.lipsync.wav2lip_pipeline import GenerateFn, RenderPlan, StageClock,
 from engines.lipsync.wav2lip_procs import DecodeJob, FrameProcesses, MediaWorkers
 from engines.media import video as media
 from engines.media.frame_ring import fits_in_shm
+from jayavatar.cores import usable_cores
 from jayavatar.errors import BadInput, EngineError, ModelMissing
 
 if TYPE_CHECKING:
@@ -68,15 +68,6 @@ def pick_device(setting: str) -> torch.device:
     if setting == "cuda":
         raise EngineError("JAYAVATAR_DEVICE is cuda but no CUDA device is visible")
     return torch.device("cpu")
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), at least 1."""
-    # Workers pinned to a share of a host (taskset, a container's cpuset) then size their
-    # threads and encoder processes to that share, as FFmpeg and x264 already do.
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def split_encoders() -> int:
