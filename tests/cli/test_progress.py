@@ -166,7 +166,8 @@ def test_a_terminal_gets_a_live_bar_with_stage_percent_and_eta(
 
 def test_logs_get_plain_lines_in_stage_order(enrolled: Stack, tmp_path: Path) -> None:
     out = tmp_path / "plain.mp4"
-    done = jayavatar(enrolled, *render_args(out))
+    # Long enough that a poll (every 0.5 s here) sees the lip-sync stage, however fast it is.
+    done = jayavatar(enrolled, *render_args(out, text=" ".join([TEXT] * 4)))
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
     rid = request_id(done.stderr)
