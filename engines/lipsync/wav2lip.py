@@ -245,9 +245,10 @@ class Wav2LipEngine:
         language: str = "",
     ) -> dict[str, Any]:
         """Write an MP4 of the prepared avatar speaking `audio`; return render statistics."""
-        started = time.perf_counter()
+        clock = StageClock()
         generator = self.load()
-        plan, wav48, meta = self.plan(avatar_dir, audio)
+        clock.mark("loaded")
+        plan, wav48, meta = self.plan(avatar_dir, audio, clock)
         tmp = out_mp4.with_name(out_mp4.name + ".tmp.mp4")
         options: dict[str, Any] = {
             "path": tmp,
@@ -260,12 +261,13 @@ class Wav2LipEngine:
             "metadata": metadata,
         }
         try:
-            clock, codec, split = self._stream(plan, generator, options, progress)
+            codec, split = self._stream(plan, generator, options, progress, clock)
             tmp.replace(out_mp4)
         finally:
             tmp.unlink(missing_ok=True)
         progress(1.0, "render")
-        return self._stats(plan, clock, time.perf_counter() - started, codec, split)
+        clock.mark("done")
+        return self._stats(plan, clock, time.perf_counter() - clock.origin, codec, split)
 
     def _stats(
         self, plan: RenderPlan, clock: StageClock, seconds: float, codec: str, split: bool
@@ -280,6 +282,7 @@ class Wav2LipEngine:
             "seconds": round(seconds, 3),
             "frames_per_s": round(plan.n_out / max(seconds, 1e-9), 1),
             "stage_seconds": {k: round(v, 3) for k, v in clock.busy.items()},
+            "phases_s": {k: round(v, 3) for k, v in clock.marks.items()},
             "device": str(self.device),
             "dtype": "float16" if self.half else "float32",
             "batch": plan.batch,
@@ -294,7 +297,8 @@ class Wav2LipEngine:
         generator: GenerateFn,
         options: dict[str, Any],
         progress: ProgressFn,
-    ) -> tuple[StageClock, str, bool]:
+        clock: StageClock,
+    ) -> tuple[str, bool]:
         """Run the render here or beside decoder and encoder processes; say which it was."""
 
         def report(frames: int) -> None:
@@ -303,28 +307,35 @@ class Wav2LipEngine:
         slots = 2 * plan.batch + 4 * plan.chunk
         if self.split and fits_in_shm(plan.size, slots):
             with FrameProcesses(decode_job(plan), options, slots, self.media_workers) as procs:
-                clock = render_stream(plan, generator, procs, report)
-            return clock, procs.codec, True
+                clock.mark("opened")
+                render_stream(plan, generator, procs, report, clock)
+            return procs.codec, True
         writer = I420Writer(**options)
         tune_encoder(writer)
         with writer:
-            clock = render_stream(plan, generator, writer, report)
-        return clock, writer.codec, False
+            clock.mark("opened")
+            render_stream(plan, generator, writer, report, clock)
+        clock.mark("muxed")
+        return writer.codec, False
 
     def plan(
-        self, avatar_dir: Path, audio: Path
+        self, avatar_dir: Path, audio: Path, clock: StageClock | None = None
     ) -> tuple[RenderPlan, NDArray[np.float32], dict[str, Any]]:
-        """Read the prepared avatar and the audio into a render plan."""
+        """Read the prepared avatar and the audio into a render plan (`clock` marks its steps)."""
+        clock = clock or StageClock()
         meta_path = avatar_dir / "avatar.json"
         if not meta_path.is_file():
             raise BadInput(f"avatar {avatar_dir.name} is not prepared (no avatar.json)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         track = FaceTrack.load(avatar_dir / "track.npz")
         fps = float(meta["fps"])
+        clock.mark("track")
         wav16 = media.load_audio(audio, SAMPLE_RATE)
         wav48 = media.load_audio(audio, media.OUTPUT_AUDIO_RATE)
+        clock.mark("audio")
         n_out = media.frames_for_audio(len(wav16), SAMPLE_RATE, round(fps))
         mel = pad_to_window(self.mel.mel(wav16))
+        clock.mark("mel")
         plan = RenderPlan(
             clip=avatar_dir / "clip.mp4",
             size=(int(meta["width"]), int(meta["height"])),
@@ -343,6 +354,7 @@ class Wav2LipEngine:
         plan.present = plan.present & (plan.boxes[:, 2] > plan.boxes[:, 0])
         if self.blend == "torch":
             plan.compositor = TorchCompositor(self.device, plan.size)
+        clock.mark("planned")
         return plan, wav48, meta
 
 

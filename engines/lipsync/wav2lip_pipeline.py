@@ -78,13 +78,25 @@ class RenderPlan:
 
 @dataclass
 class StageClock:
-    """Busy seconds of each stage, for the render statistics."""
+    """Busy seconds of each stage, and when each phase of the render was first reached."""
 
     busy: dict[str, float] = field(default_factory=dict)
+    #: Seconds from `origin` to the first time each phase was reached (see `mark`).
+    marks: dict[str, float] = field(default_factory=dict)
+    origin: float = field(default_factory=time.perf_counter)
 
     def add(self, stage: str, since: float) -> None:
         """Charge the time since `since` to `stage`."""
         self.busy[stage] = self.busy.get(stage, 0.0) + time.perf_counter() - since
+
+    def mark(self, phase: str, *, last: bool = False) -> None:
+        """Note when `phase` was first reached (`last`: each time, keeping the latest).
+
+        A short render is mostly fixed cost; the marks say where it goes (pipeline fill,
+        the encoders' flush, the mux) without a profiler.
+        """
+        if last or phase not in self.marks:
+            self.marks[phase] = time.perf_counter() - self.origin
 
 
 class _Flow:
@@ -135,15 +147,17 @@ def render_stream(
     generator: GenerateFn,
     writer: FrameSink | FrameProcesses,
     progress: Callable[[int], None],
+    clock: StageClock | None = None,
 ) -> StageClock:
     """Run the four stages over the whole plan; return each stage's busy time.
 
     With `FrameProcesses` as the writer, decoding and encoding run in its child processes
     and the threads here only pass their messages on. The generator runs in the calling
     thread, which is also the only one calling `progress` (with frames encoded so far).
+    `clock` carries on the marks of a render already under way.
     """
     flow = _Flow()
-    clock = StageClock()
+    clock = clock or StageClock()
     per_batch = max(1, plan.batch // plan.chunk)
     # Decoding may run a batch ahead while the generator gathers one; the generator may hand
     # a whole batch downstream at once.
@@ -151,6 +165,7 @@ def render_stream(
     generated: queue.Queue[Batch | None] = queue.Queue(maxsize=per_batch)
     composed: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
     first, last = _ends(plan, writer, flow, clock, decoded, composed)
+    clock.mark("started")
     threads = [
         flow.run(first),
         flow.run(lambda: _composite(plan, flow, clock, generated, composed)),
@@ -178,7 +193,10 @@ def _ends(
     """The decoding and encoding ends: relays to the child processes, or threads here."""
     if isinstance(writer, FrameProcesses):
         procs = writer
-        return (lambda: _receive(procs, flow, decoded), lambda: _send(procs, flow, composed))
+        return (
+            lambda: _receive(procs, flow, clock, decoded),
+            lambda: _send(procs, flow, clock, composed),
+        )
     sink = writer
     return (
         lambda: _decode(plan, flow, clock, decoded),
@@ -198,22 +216,30 @@ def _finish(threads: list[threading.Thread], flow: _Flow, progress: Callable[[in
         raise EngineError(f"wav2lip render failed: {flow.error}") from flow.error
 
 
-def _receive(procs: FrameProcesses, flow: _Flow, out: queue.Queue[Batch | None]) -> None:
+def _receive(
+    procs: FrameProcesses, flow: _Flow, clock: StageClock, out: queue.Queue[Batch | None]
+) -> None:
     """Pass the decoder process's chunks on as batches whose frames are ring slots."""
     for start, frames, index, crops in procs.chunks(flow.stop.is_set):
         if flow.stop.is_set():
             return
+        clock.mark("decoded")
         flow.put(out, Batch(start, index, frames, list(crops)))
+    clock.mark("decoded_all")
     flow.put(out, None)
 
 
-def _send(procs: FrameProcesses, flow: _Flow, inbox: queue.Queue[Batch | None]) -> None:
+def _send(
+    procs: FrameProcesses, flow: _Flow, clock: StageClock, inbox: queue.Queue[Batch | None]
+) -> None:
     """Hand composited batches to the encoder process; let it finish the file at the end."""
     for batch in flow.items(inbox):
         procs.write(batch.start, len(batch))
         flow.encoded = procs.encoded
     if not flow.stop.is_set():
+        clock.mark("flushing")
         procs.finish()
+        clock.mark("muxed")
         flow.encoded = procs.encoded
 
 
@@ -233,9 +259,11 @@ def _decode(
             chunk.crops.append(face_crop_i420(frame, plan.boxes[index], plan.size))
         if len(chunk) == plan.chunk:
             clock.add("decode", t)
+            clock.mark("decoded")
             flow.put(out, chunk)
             chunk, t = Batch(i + 1), time.perf_counter()
     clock.add("decode", t)
+    clock.mark("decoded_all")
     if len(chunk):
         flow.put(out, chunk)
     flow.put(out, None)
@@ -291,6 +319,7 @@ def _run_batch(
             offset += len(c.crops)
             c.crops = []
     clock.add("generate", t)
+    clock.mark("generated")
 
 
 def _composite(
@@ -311,7 +340,9 @@ def _composite(
                     _composite_batch(plan, plan.compositor, batch, pool)
             batch.generated = None
             clock.add("composite", t)
+            clock.mark("composited")
             flow.put(out, batch)
+    clock.mark("composited_all")
     flow.put(out, None)
 
 
@@ -358,3 +389,4 @@ def _encode(
             writer.write(frame)
         clock.add("encode", t)
         flow.encoded = batch.start + len(batch)
+    clock.mark("flushing")

@@ -105,6 +105,12 @@ def test_split_render_writes_the_same_video_as_the_in_process_render(
         stats = engine.render(avatar, work / "speech.wav", outs[split], lambda f, _: None, {})
         assert stats["split"] is split
         assert {"decode", "generate", "composite", "encode"} <= set(stats["stage_seconds"])
+        # Every phase of the render was marked, in the order a render goes through them.
+        phases = stats["phases_s"]
+        order = ["loaded", "planned", "opened", "decoded", "generated", "composited"]
+        order += ["composited_all", "flushing", "muxed", "done"]
+        assert [phases[p] for p in order] == sorted(phases[p] for p in order)
+        assert phases["done"] <= stats["seconds"]
         engine.close()
     inline, split_frames = decode(outs[False]), decode(outs[True])
     assert len(inline) == len(split_frames) == 65
