@@ -15,7 +15,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import gaussian_filter1d
 
 from engines.base import ProgressFn, no_progress
 
@@ -260,6 +259,9 @@ def bridge_gaps(
 
 def smooth_landmarks(present: Mask, landmarks: Points, sigma: float = LANDMARK_SIGMA) -> Points:
     """Remove detector jitter with a centred Gaussian over time, within each face run."""
+    # Imported here: scipy.ndimage takes about 0.36 s to import, and renders never smooth.
+    from scipy.ndimage import gaussian_filter1d
+
     out = landmarks.copy()
     for a, b in segments(present):
         if b - a > 1:
@@ -275,6 +277,8 @@ def smooth_boxes(
     sigma: float = BOX_SIGMA,
 ) -> Boxes:
     """Return int32 boxes around each frame's landmarks, smoothed over time and clipped."""
+    from scipy.ndimage import gaussian_filter1d
+
     boxes = np.zeros((len(present), 4), np.float64)
     boxes[:, :2] = landmarks.min(axis=1)
     boxes[:, 2:] = landmarks.max(axis=1)
