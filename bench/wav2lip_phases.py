@@ -7,7 +7,8 @@ renders the same audio several times per set-up; the table gives the median seco
 render's call to each phase (`StageClock.mark`): the generator loaded, the avatar's track
 and the audio read, the mel, the plan made, the helper processes told, the first chunk
 decoded, generated and composited, the last frame composited, the encoders flushed and the
-file muxed, the file in place. Set-ups are passed as NAME=KEY:VALUE,... (engine options).
+file muxed, the file in place. Set-ups are passed as NAME=KEY:VALUE,... (engine options;
+`segment:S` sets the seconds of output per encoder run instead).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.wav2lip_synth import make_audio, make_avatar, save_weights
+from engines.lipsync import wav2lip_procs
 from engines.lipsync.wav2lip import Wav2LipEngine
 from jayavatar.settings import Settings
 
@@ -103,8 +105,10 @@ def main() -> None:
     avatar = make_avatar(work / "avatar", width, height, 10.0)
     audio = make_audio(work / "speech.wav", args.seconds)
     rows = []
+    segment = wav2lip_procs.SEGMENT_S
     for text in args.setups:
         name, options = parse_setup(text)
+        wav2lip_procs.SEGMENT_S = options.pop("segment", segment)
         engine = Wav2LipEngine(settings, **options)
         engine.load()
         rows.append((name, phases_of(engine, avatar, audio, args.renders)))
