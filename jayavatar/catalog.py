@@ -72,6 +72,14 @@ class Engine:
     device: str  # what it needs to run, for people
     languages: tuple[str, ...] = ()  # voice engines: the codes users may ask for
     models: tuple[Model, ...] = ()
+    # Modules the engine children's fork server imports besides `target`'s (its heavy imports
+    # that `target` defers), so a restarted engine child skips them (see jobs.enginehost).
+    preload: tuple[str, ...] = ()
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Every module a fork server imports ahead for this engine, its own first."""
+        return (self.target.partition(":")[0], *self.preload)
 
 
 ENVS: dict[str, Env] = {
@@ -155,7 +163,8 @@ ENGINES: dict[str, Engine] = {
     "piper": Engine("piper", "voice", "engines.voice.piper:PiperEngine", "voice", "CPU",
                     languages=("en",)),
     "xtts": Engine("xtts", "voice", "engines.voice.xtts:XttsEngine", "xtts",
-                   "CPU or CUDA (CUDA recommended)", languages=XTTS_LANGUAGES, models=(XTTS_V2,)),
+                   "CPU or CUDA (CUDA recommended)", languages=XTTS_LANGUAGES, models=(XTTS_V2,),
+                   preload=("engines.voice.xtts_preload",)),
     "landmark": Engine("landmark", "lipsync", "engines.lipsync.landmark:LandmarkEngine", "lipsync",
                        "CPU"),
     "wav2lip": Engine("wav2lip", "lipsync", "engines.lipsync.wav2lip:Wav2LipEngine", "lipsync",

@@ -4,6 +4,12 @@ ARQ cancels a job's coroutine on timeout, abort or SIGTERM, but a thread doing h
 stopped. So each worker keeps its engine (built once, which may take seconds) in one long-lived
 child process and talks to it over a pipe: a call, progress messages, then a result or an error.
 Cancelling the call kills the child; the next call starts a fresh one.
+
+Children are forked from a fork server (multiprocessing's "forkserver") that imported the
+engine's modules once: torch and coqui-tts take most of an engine's start, and a child started
+again after a cancel or a crash skips them. The fork server never touches CUDA (each child
+makes its own context), holds no engine, and exits when the worker does; a child exits when
+the fork server, its parent, is gone.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal, TypeVar
 
 from engines.calls import EngineCall
-from jayavatar import errors
+from jayavatar import catalog, errors
 from jayavatar.lifeline import watch_parent
 from jayavatar.settings import Settings
 
@@ -59,7 +65,7 @@ class EngineHost:
         """Start the child and wait until its engine is built."""
         if self.pid is not None:
             return
-        ctx = mp.get_context("spawn")
+        ctx = engine_context(self.settings, self.kind)
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=_serve, args=(child, self.settings, self.kind, self.engine), daemon=True
@@ -138,6 +144,18 @@ class EngineHost:
             proc.join(5)
         if conn is not None:
             conn.close()
+
+
+def engine_context(settings: Settings, kind: EngineKind) -> Any:
+    """The multiprocessing context of engine children: a fork server with the engine imported.
+
+    The modules are set before the server first starts (once per worker); a module that fails
+    to import there is only imported later, by the child that builds the engine.
+    """
+    ctx = mp.get_context("forkserver")
+    name = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+    ctx.set_forkserver_preload([__name__, *catalog.engine(name, kind).modules])
+    return ctx
 
 
 def _rebuild(kind: str, message: str) -> BaseException:

@@ -1,0 +1,38 @@
+"""Engine children start from a fork server that has imported the engine (lip-sync environment)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from multiprocessing.connection import Connection
+
+import pytest
+
+from jayavatar.settings import Settings
+from jobs.enginehost import engine_context
+
+pytestmark = pytest.mark.env("lipsync")
+
+
+def _modules_at_start(conn: Connection, names: list[str]) -> None:
+    """Child: report which of `names` were imported before it imported anything, and its parent."""
+    conn.send(([name for name in names if name in sys.modules], os.getppid()))
+
+
+def test_engine_children_start_with_the_engine_already_imported() -> None:
+    # A child forked from the fork server skips the engine's imports (torch, coqui-tts: most
+    # of a restart); two children in a row come from the same server.
+    settings = Settings(lipsync_engine="landmark")
+    ctx = engine_context(settings, "lipsync")
+    names = ["engines.lipsync.landmark", "jobs.enginehost", "engines.voice.piper"]
+    parents = set()
+    for _ in range(2):
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_modules_at_start, args=(theirs, names), daemon=True)
+        proc.start()
+        assert ours.poll(60), "the engine child did not answer"
+        imported, parent = ours.recv()
+        assert imported == ["engines.lipsync.landmark", "jobs.enginehost"]
+        proc.join(10)
+        parents.add(parent)
+    assert len(parents) == 1 and os.getpid() not in parents  # one fork server, not this process
