@@ -256,7 +256,7 @@ class Wav2LipEngine:
             "height": meta["height"],
             "fps": round(plan.fps),
             "audio": wav48,
-            "nvenc": self.device.type == "cuda",
+            "nvenc": self.device.type == "cuda" and media.nvenc_available(),
             "preset": self.preset,
             "metadata": metadata,
         }
