@@ -154,7 +154,9 @@ def engine_context(settings: Settings, kind: EngineKind) -> Any:
     """
     ctx = mp.get_context("forkserver")
     name = settings.voice_engine if kind == "voice" else settings.lipsync_engine
-    ctx.set_forkserver_preload([__name__, *catalog.engine(name, kind).modules])
+    # "__main__" too (multiprocessing's default): imported once in the server, so each child
+    # does not import the worker's command-line module again.
+    ctx.set_forkserver_preload(["__main__", __name__, *catalog.engine(name, kind).modules])
     return ctx
 
 
