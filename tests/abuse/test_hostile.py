@@ -329,19 +329,31 @@ def peak_mb(pid: int) -> int:
 
 
 def engine_children(pid: int) -> list[int]:
-    """The engine child of a worker (spawned by multiprocessing; not its resource tracker)."""
+    """The engine child of a worker: forked by the worker's fork server, its own child."""
+    servers = [c for c in _children(pid) if b"forkserver" in _cmdline(c)]
+    return [child for server in servers for child in _children(server)]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == pid and b"spawn_main" in cmdline:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _cmdline(pid: int) -> bytes:
+    """A process's command line, or nothing once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_the_refusing_processes_stayed_small(world: dict[str, Any]) -> None:
