@@ -65,13 +65,14 @@ class EngineHost:
         """Start the child and wait until its engine is built."""
         if self.pid is not None:
             return
-        ctx = engine_context(self.settings, self.kind)
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_serve, args=(child, self.settings, self.kind, self.engine), daemon=True
-        )
-        proc.start()
-        child.close()
+        try:
+            proc, parent = self._launch(engine_context(self.settings, self.kind))
+        except (EOFError, OSError) as exc:
+            # The fork server died importing the engine (a broken CUDA library raises OSError,
+            # which it does not survive): a fresh interpreter meets the same error in the
+            # engine's build, which reports it in full.
+            log.warning("engine fork server failed (%s); starting the engine on its own", exc)
+            proc, parent = self._launch(mp.get_context("spawn"))
         self._proc, self._conn = proc, parent
         try:
             await self._receive(None, None)
@@ -79,6 +80,21 @@ class EngineHost:
             self.kill()
             raise
         log.info("%s engine ready in process %s", self.kind, proc.pid)
+
+    def _launch(self, ctx: Any) -> tuple[BaseProcess, Connection]:
+        """Start the child in `ctx`; return it and this side of its pipe."""
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_serve, args=(child, self.settings, self.kind, self.engine), daemon=True
+        )
+        try:
+            proc.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return proc, parent
 
     async def call(
         self, call: EngineCall[Any, R], progress: Progress | None, check: Check | None

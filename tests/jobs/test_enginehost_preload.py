@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import sys
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 
 import pytest
 
+from jayavatar import catalog
 from jayavatar.settings import Settings
-from jobs.enginehost import engine_context
+from jobs.enginehost import EngineHost, engine_context
 
 pytestmark = pytest.mark.env("lipsync")
 
@@ -22,6 +26,7 @@ def _modules_at_start(conn: Connection, names: list[str]) -> None:
 def test_engine_children_start_with_the_engine_already_imported() -> None:
     # A child forked from the fork server skips the engine's imports (torch, coqui-tts: most
     # of a restart); two children in a row come from the same server.
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]  # a server that preloads anew
     settings = Settings(lipsync_engine="landmark")
     ctx = engine_context(settings, "lipsync")
     names = ["engines.lipsync.landmark", "jobs.enginehost", "engines.voice.piper"]
@@ -36,3 +41,21 @@ def test_engine_children_start_with_the_engine_already_imported() -> None:
         proc.join(10)
         parents.add(parent)
     assert len(parents) == 1 and os.getpid() not in parents  # one fork server, not this process
+
+
+def test_an_engine_the_fork_server_cannot_import_still_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A preload import that raises OSError kills the fork server; the engine then starts in a
+    # fresh interpreter, where a real failure would be reported by the engine's build.
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]  # a server that preloads anew
+    row = catalog.engine("landmark", "lipsync")
+    broken = dataclasses.replace(row, preload=("tests.support.broken_preload",))
+    monkeypatch.setattr(catalog, "engine", lambda name, kind=None: broken)
+    host = EngineHost(Settings(lipsync_engine="landmark"), "lipsync")
+    try:
+        asyncio.run(host.start())
+        assert host.pid is not None
+    finally:
+        host.kill()
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]
