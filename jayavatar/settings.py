@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         """Accept only lip-sync engines of the engine table."""
         return catalog.engine(name, "lipsync").name
 
+    def engine_name(self, kind: str) -> str:
+        """The engine configured for a worker `kind` ("voice" or "lipsync")."""
+        return self.voice_engine if kind == "voice" else self.lipsync_engine
+
     def api_processes(self, workers: int | None = None) -> int:
         """Return how many API processes to run (`workers` or `api_workers`; 0: a core each, ≤4)."""
         wanted = self.api_workers if workers is None else workers

@@ -169,7 +169,7 @@ def engine_context(settings: Settings, kind: EngineKind) -> Any:
     to import there is only imported later, by the child that builds the engine.
     """
     ctx = mp.get_context("forkserver")
-    name = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+    name = settings.engine_name(kind)
     # "__main__" too (multiprocessing's default): imported once in the server, so each child
     # does not import the worker's command-line module again.
     ctx.set_forkserver_preload(["__main__", __name__, *catalog.engine(name, kind).modules])
@@ -239,7 +239,7 @@ def cap_memory(settings: Settings, kind: EngineKind) -> int:
     Returns the cap in bytes (0: none). GPU engines are left uncapped: CUDA reserves address
     space far beyond the memory it uses.
     """
-    engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+    engine = settings.engine_name(kind)
     on_gpu = engine in ("xtts", "wav2lip") and settings.device != "cpu"
     if settings.engine_memory_mb <= 0 or on_gpu:
         return 0

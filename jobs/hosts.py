@@ -54,7 +54,7 @@ class Beacon:
         self.host = settings.worker_name or socket.gethostname()
         self.key = keys.worker_presence(settings, f"{self.host}:{os.getpid()}")
         self.interval = settings.health_check_interval_s
-        engine = settings.voice_engine if kind == "voice" else settings.lipsync_engine
+        engine = settings.engine_name(kind)
         self.fixed = {
             "host": self.host,
             "pid": os.getpid(),
