@@ -79,8 +79,10 @@ def text_for(seconds: int, n: int) -> str:
 class Bench:
     """The running stack: Redis, two workers, a client; measures requests through it."""
 
-    def __init__(self, profile: Profile, work: Path, counts: dict[str, int], pin: int = 0) -> None:
-        self.profile, self.work, self.counts, self.pin = profile, work, counts, pin
+    def __init__(
+        self, profile: Profile, work: Path, counts: dict[str, int], pin: int = 0, mps: bool = False
+    ) -> None:
+        self.profile, self.work, self.counts, self.pin, self.mps = profile, work, counts, pin, mps
         self.redis = RedisProcess(work / "redis")
         self.env: dict[str, str] = {}
         self.workers: list[Worker] = []
