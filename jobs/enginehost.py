@@ -55,6 +55,9 @@ class EngineHost:
         self._proc: BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
+        # Set once the fork server has died importing the engine: every later start of this
+        # host would only pay that failing import again.
+        self._spawn_only = False
 
     @property
     def pid(self) -> int | None:
@@ -65,14 +68,17 @@ class EngineHost:
         """Start the child and wait until its engine is built."""
         if self.pid is not None:
             return
+        spawn = mp.get_context("spawn")
         try:
-            proc, parent = self._launch(engine_context(self.settings, self.kind))
+            ctx = spawn if self._spawn_only else engine_context(self.settings, self.kind)
+            proc, parent = self._launch(ctx)
         except (EOFError, OSError) as exc:
             # The fork server died importing the engine (a broken CUDA library raises OSError,
             # which it does not survive): a fresh interpreter meets the same error in the
             # engine's build, which reports it in full.
             log.warning("engine fork server failed (%s); starting the engine on its own", exc)
-            proc, parent = self._launch(mp.get_context("spawn"))
+            self._spawn_only = True
+            proc, parent = self._launch(spawn)
         self._proc, self._conn = proc, parent
         try:
             await self._receive(None, None)

@@ -13,6 +13,7 @@ import pytest
 
 from jayavatar import catalog
 from jayavatar.settings import Settings
+from jobs import enginehost
 from jobs.enginehost import EngineHost, engine_context
 
 pytestmark = pytest.mark.env("lipsync")
@@ -52,10 +53,21 @@ def test_an_engine_the_fork_server_cannot_import_still_starts(
     row = catalog.engine("landmark", "lipsync")
     broken = dataclasses.replace(row, preload=("tests.support.broken_preload",))
     monkeypatch.setattr(catalog, "engine", lambda name, kind=None: broken)
+    servers: list[object] = []
+
+    def counted(settings: Settings, kind: str) -> object:
+        servers.append(kind)
+        return engine_context(settings, kind)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(enginehost, "engine_context", counted)
     host = EngineHost(Settings(lipsync_engine="landmark"), "lipsync")
     try:
         asyncio.run(host.start())
         assert host.pid is not None
+        # A restart (after a cancel or a crash) goes straight to a fresh interpreter.
+        host.kill()
+        asyncio.run(host.start())
+        assert host.pid is not None and len(servers) == 1
     finally:
         host.kill()
         forkserver._forkserver._stop()  # type: ignore[attr-defined]
