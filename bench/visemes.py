@@ -125,7 +125,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--picture", type=Path, default=None)
     parser.add_argument("--side", type=int, default=512, help="demo avatar size")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed Piper's noise: a repeatable reading"
+    )
     args = parser.parse_args()
+    if args.seed is not None:
+        import onnxruntime
+
+        # Only the process's first seed takes, so before Piper's session exists.
+        onnxruntime.set_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         speech = tmp / "speech.wav"

@@ -108,3 +108,16 @@ def test_loudness_scales_the_opening_and_pauses_rest() -> None:
 def test_no_phones_is_a_mouth_at_rest() -> None:
     out = viseme_poses([], np.ones(10), FPS)
     assert len(out) == 10 and all(p.open == 0.0 for p in out)
+
+
+def test_closure_frames_as_loud_as_the_vowel_open_for_it() -> None:
+    # A long aligned /m/ whose last frames carry the next vowel's loudness.
+    phones = [Phone("AA", 0.0, 0.4), Phone("M", 0.4, 0.62), Phone("AA", 0.62, 1.0)]
+    times = frame_times(FPS, 25)
+    loud = np.full(25, 0.9)
+    loud[10:13] = 0.35  # the murmur, lips shut
+    loud[13:16] = 0.85  # aligned as /m/, sounding like the vowel
+    shut = closure_amount(phones, times, FPS, loud)
+    assert (shut[10:13] == 1.0).all()
+    assert shut[14:].max() == 0.0
+    assert closure_amount(phones, times, FPS)[13:15].min() == 1.0  # by the phone alone: shut
