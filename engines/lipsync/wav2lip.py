@@ -10,6 +10,7 @@ the clip through the generator and the compositor (see `engines.lipsync.wav2lip_
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,11 +169,18 @@ class Wav2LipEngine:
         weights, when present, are checked too.
         """
         if self._generator is None:
+            # Renders on CUDA ask whether NVENC exists; on a card without it the failing probe
+            # takes 0.6 s, which the first render after every start paid. Ask beside the load.
+            probe = threading.Thread(target=media.nvenc_available, daemon=True)
+            if self.device.type == "cuda":
+                probe.start()
             name, path = self._checkpoint()
             model = load_wav2lip(path, fix=f"; fix: {models.get(name).how_to_get}")
             sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
+            if probe.is_alive():
+                probe.join()
             self._generator = generator
             if self.s3fd_path.is_file():
                 from engines.lipsync.s3fd import verify_weights

@@ -48,7 +48,11 @@ def test_render_runs_in_fp16_batches_on_cuda(tmp_path: Path) -> None:
     save_weights(settings.models_dir)
     avatar = make_avatar(tmp_path / "avatar", 640, 360, 6.0)
     audio = make_audio(tmp_path / "speech.wav", 7.0)
+    media.nvenc_available.cache_clear()
     engine = Wav2LipEngine(settings)
+    engine.load()
+    # The NVENC question is answered while the engine starts, not in its first render.
+    assert media.nvenc_available.cache_info().currsize == 1
     out = tmp_path / "out.mp4"
     stats = engine.render(avatar, audio, out, lambda f, p: None, {"comment": "gpu test"})
     assert stats["device"].startswith("cuda") and stats["dtype"] == "float16"
