@@ -18,18 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jayavatar.settings import Settings
-from jobs.enginehost import EngineHost
+from jobs.enginehost import EngineHost, EngineKind
 
 
-async def measure(kind: str, engine: str, work: Path, device: str, restarts: int) -> None:
+async def measure(kind: EngineKind, engine: str, work: Path, device: str, restarts: int) -> None:
     """Start the engine, kill it, start it again; print each start's seconds."""
     settings = Settings(models_dir=work / "models", device=device)
-    if kind == "voice":
-        settings = settings.model_copy(update={"voice_engine": engine})
-        host = EngineHost(settings, "voice")
-    else:
-        settings = settings.model_copy(update={"lipsync_engine": engine})
-        host = EngineHost(settings, "lipsync")
+    host = EngineHost(settings.model_copy(update={f"{kind}_engine": engine}), kind)
     for k in range(restarts + 1):
         t = time.perf_counter()
         await host.start()

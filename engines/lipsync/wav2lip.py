@@ -171,15 +171,16 @@ class Wav2LipEngine:
         if self._generator is None:
             # Renders on CUDA ask whether NVENC exists; on a card without it the failing probe
             # takes 0.6 s, which the first render after every start paid. Ask beside the load.
-            probe = threading.Thread(target=media.nvenc_available, daemon=True)
+            probe = None
             if self.device.type == "cuda":
+                probe = threading.Thread(target=media.nvenc_available, daemon=True)
                 probe.start()
             name, path = self._checkpoint()
             model = load_wav2lip(path, fix=f"; fix: {models.get(name).how_to_get}")
             sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
-            if probe.is_alive():
+            if probe is not None:
                 probe.join()
             self._generator = generator
             if self.s3fd_path.is_file():
