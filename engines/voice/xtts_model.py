@@ -6,13 +6,17 @@ coqui-tts, which only the xtts environment has.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
+import os
 import sys
 import types
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,10 @@ def coqui() -> types.SimpleNamespace:
     load beside a CPU-only torch. XTTS needs only torchaudio's pure-PyTorch mel and resampling
     code, so on that failure torchaudio is imported again with the compiled part declared absent.
     """
+    # Only PyTorch is used: transformers would otherwise import JAX and TensorFlow where they
+    # are installed (seconds of a worker's start on hosts that have them). Settings win.
+    for name, value in (("USE_TORCH", "1"), ("USE_TF", "0"), ("USE_FLAX", "0")):
+        os.environ.setdefault(name, value)
     try:
         import torchaudio
     except (OSError, RuntimeError) as exc:  # missing CUDA libraries, or a CUDA version mismatch
@@ -41,10 +49,11 @@ def coqui() -> types.SimpleNamespace:
         sys.modules["torchaudio._extension"] = _torchaudio_without_ops()
         import torchaudio  # noqa: F401
 
-    from transformers.modeling_utils import no_init_weights
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
-    from TTS.tts.models import xtts as xtts_module
+    with _distributions_mapped_once():
+        from transformers.modeling_utils import no_init_weights
+        from TTS.tts.configs.xtts_config import XttsConfig
+        from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+        from TTS.tts.models import xtts as xtts_module
 
     return types.SimpleNamespace(
         Xtts=xtts_module.Xtts,
@@ -53,6 +62,21 @@ def coqui() -> types.SimpleNamespace:
         legacy_globals=xtts_module._legacy_safe_globals,
         no_init_weights=no_init_weights,
     )
+
+
+@contextlib.contextmanager
+def _distributions_mapped_once() -> Iterator[None]:
+    """Let `importlib.metadata.packages_distributions` read the installed packages only once.
+
+    coqui-tts calls it twice while importing, and each call reads the file list of every
+    installed distribution (0.5 s on a GPU host with many packages).
+    """
+    real = importlib.metadata.packages_distributions
+    importlib.metadata.packages_distributions = functools.cache(real)
+    try:
+        yield
+    finally:
+        importlib.metadata.packages_distributions = real
 
 
 def _torchaudio_without_ops() -> types.ModuleType:
@@ -101,6 +125,8 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
     except Exception as exc:  # the tokenizers library raises its own exception types
         raise ModelMissing(f"xtts_v2/vocab.json is unreadable ({exc}); fix: {fix}") from exc
     model = _build_and_load(lib, config, model_dir, fix)
+    # On the device first: the checks below read every weight, which a GPU does in a blink.
+    model.to(device)
     broken = non_finite(model)
     if broken:
         raise ModelMissing(
@@ -111,7 +137,6 @@ def load_model(model_dir: Path, device: torch.device, dtype: torch.dtype = torch
         raise ModelMissing(
             f"xtts_v2/model.pth: the vocoder's probe pass gives NaN or infinite audio; fix: {fix}"
         )
-    model.to(device)
     model.gpt.to(dtype)
     return model
 
@@ -130,20 +155,72 @@ def _read_config(lib: types.SimpleNamespace, model_dir: Path, fix: str) -> Any:
 def _build_and_load(lib: types.SimpleNamespace, config: Any, model_dir: Path, fix: str) -> Any:
     """Build the model and load model.pth strictly; ModelMissing if the file will not load."""
     try:
-        # coqui-tts builds the model twice (in the constructor and again in load_checkpoint),
-        # each time drawing random values for 467 M parameters that the strict load then
-        # overwrites: most of a worker's cold start. Skip the draws; strict loading still
-        # fails on any parameter the file lacks, so none is left unset.
-        with lib.no_init_weights():
+        # coqui-tts builds the model twice (in the constructor and again in load_checkpoint)
+        # and then copies 467 M loaded parameters into it: most of a worker's cold start.
+        # Instead its parameters are built without memory and take the file's (memory-mapped)
+        # tensors themselves. Strict loading still fails on any parameter the file lacks,
+        # and `_unset` below catches one that nothing set.
+        with lib.no_init_weights(), _MetaParameters() as meta:
             model = lib.Xtts(config)
             # coqui-tts rewrites old-style checkpoints in place; read them without changing it.
             model._load_checkpoint = functools.partial(_read_checkpoint, lib.legacy_globals)
+            model.load_state_dict = meta.assigning(model.load_state_dict)
             model.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True, strict=True)
+        del model.load_state_dict
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise ModelMissing(
             f"xtts_v2/model.pth could not be loaded ({_brief(exc)}); fix: {fix}"
         ) from exc
+    unset = _unset(model)
+    if unset:
+        raise ModelMissing(
+            f"xtts_v2/model.pth sets no value for {len(unset)} tensors (e.g. {unset[0]}); "
+            f"fix: {fix}"
+        )
     return model
+
+
+class _MetaParameters:
+    """While entered, new module parameters are made on the meta device (no memory).
+
+    Buffers stay real because modules compute some of them (torchaudio's mel filterbanks,
+    attention masks) and the checkpoint does not hold those. Loading through `assigning`
+    puts the file's tensors in place of the meta ones.
+    """
+
+    def __init__(self) -> None:
+        self.register = torch.nn.Module.register_parameter
+        self.loading = False
+
+    def __enter__(self) -> _MetaParameters:
+        def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+            if param is not None and not param.is_meta and not self.loading:
+                param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            self.register(module, name, param)
+
+        torch.nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.nn.Module.register_parameter = self.register  # type: ignore[method-assign]
+
+    def assigning(self, load: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap a module's `load_state_dict` so the loaded tensors become its parameters."""
+
+        def assign(state: dict[str, Any], strict: bool = True) -> Any:
+            self.loading = True
+            try:
+                return load(state, strict=strict, assign=True)
+            finally:
+                self.loading = False
+
+        return assign
+
+
+def _unset(model: torch.nn.Module) -> list[str]:
+    """Names of parameters and buffers still on the meta device (no value was loaded)."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, value in tensors if value.is_meta]
 
 
 def _brief(exc: BaseException) -> str:
@@ -158,8 +235,9 @@ def _brief(exc: BaseException) -> str:
 
 def _vocoder_probe_ok(model: Any) -> bool:
     """Run the HiFi-GAN vocoder once on a few constant latents (on the CPU); True if finite."""
-    latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1)
-    speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01)
+    device = next(model.hifigan_decoder.parameters()).device
+    latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1, device=device)
+    speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01, device=device)
     with torch.inference_mode():
         wav = model.hifigan_decoder(latents, g=speaker)
     return bool(wav.isfinite().all()) and wav.numel() > 0
@@ -185,8 +263,11 @@ def verify_folder(path: Path, fix: str) -> str:
 
 def _read_checkpoint(legacy_globals: Callable[[], Any], model_path: Path) -> dict[str, Any]:
     """Read the state dict of an XTTS checkpoint with weights-only unpickling."""
+    # Mapped, not read: the loaded parameters are views of the file until they move to the GPU.
+    # Files in torch's pre-1.6 format cannot be mapped and are read whole.
+    mmap = zipfile.is_zipfile(model_path)
     with legacy_globals():
-        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(model_path, map_location="cpu", weights_only=True, mmap=mmap)
     state: dict[str, Any] = checkpoint["model"]
     return state
 

@@ -32,7 +32,7 @@ from engines.voice.xtts_audio import (
     max_seconds,
     trim_tail,
 )
-from engines.voice.xtts_model import verify_folder
+from engines.voice.xtts_model import coqui, load_model, verify_folder
 from jayavatar.errors import BadInput, ModelMissing
 from jayavatar.settings import Settings
 from tests.support.xtts_random import write_random_model
@@ -293,6 +293,29 @@ def test_missing_and_corrupt_weights_name_the_file_and_fix(workdir: Path, tmp_pa
     (broken / "model.pth").write_bytes((workdir / "models/xtts_v2/model.pth").read_bytes()[:4096])
     with pytest.raises(ModelMissing, match=r"xtts_v2/model\.pth could not be loaded"):
         XttsEngine(Settings(models_dir=tmp_path / "models", device="cpu"))
+
+
+def test_the_mapped_load_holds_what_coqui_tts_loads(workdir: Path) -> None:
+    """Parameters taken from the mapped file equal coqui-tts's own build, copy and load."""
+    model_dir = workdir / "models" / "xtts_v2"
+    ours = load_model(model_dir, torch.device("cpu"))
+    lib = coqui()
+    config = lib.XttsConfig()
+    config.load_json(str(model_dir / "config.json"))
+    theirs = lib.Xtts(config)
+    theirs.load_checkpoint(config, checkpoint_dir=str(model_dir), eval=True, strict=True)
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    assert mine.keys() == reference.keys()
+    differ = [k for k, v in reference.items() if not torch.equal(mine[k], v)]
+    assert differ == []
+    assert not [n for n, p in ours.named_parameters() if p.is_meta]
+    latents = torch.linspace(-1, 1, 4 * int(config.model_args.decoder_input_dim))
+    latents = latents.reshape(1, 4, -1)
+    speaker = torch.full((1, int(config.model_args.d_vector_dim), 1), 0.01)
+    with torch.inference_mode():
+        assert torch.equal(
+            ours.hifigan_decoder(latents, g=speaker), theirs.hifigan_decoder(latents, g=speaker)
+        )
 
 
 def test_non_finite_or_reshaped_weights_are_refused(workdir: Path, tmp_path: Path) -> None:
