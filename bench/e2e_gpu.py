@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.e2e_stack import Profile, Worker, build_inputs, child_env, restart, worker_pythons
+from bench.e2e_stack import Profile, Worker, build_inputs, restart, worker_env, worker_pythons
 from jayavatar.settings import Settings
 from jobs.client import JobClient
 from storage.keys import avatar_prefix
@@ -105,22 +105,17 @@ class Bench:
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
         self.redis.start()
         p = self.profile
-        self.env = child_env(
-            {
-                "JAYAVATAR_REDIS_URL": self.redis.url,
-                "JAYAVATAR_DATA_DIR": str(self.work / "data"),
-                "JAYAVATAR_MODELS_DIR": str(self.work / "models"),
-                "JAYAVATAR_DEVICE": p.device,
-                "JAYAVATAR_VOICE_ENGINE": p.voice_engine,
-                "JAYAVATAR_LIPSYNC_ENGINE": p.lipsync_engine,
-                "JAYAVATAR_KEY_PREFIX": "e2e",
-                "JAYAVATAR_VOICE_QUEUE": "e2e:voice",
-                "JAYAVATAR_LIPSYNC_QUEUE": "e2e:lipsync",
-                "JAYAVATAR_QUALITY_REPORT": "false",
-                "JAYAVATAR_HEALTH_CHECK_INTERVAL_S": "1",
-                "JAYAVATAR_MAX_CONCURRENT": "64",
-                "JAYAVATAR_DAILY_QUOTA": "100000",
-            }
+        self.env = worker_env(
+            p,
+            self.redis.url,
+            self.work / "data",
+            self.work / "models",
+            JAYAVATAR_KEY_PREFIX="e2e",
+            JAYAVATAR_VOICE_QUEUE="e2e:voice",
+            JAYAVATAR_LIPSYNC_QUEUE="e2e:lipsync",
+            JAYAVATAR_HEALTH_CHECK_INTERVAL_S="1",
+            JAYAVATAR_MAX_CONCURRENT="64",
+            JAYAVATAR_DAILY_QUOTA="100000",
         )
         names = [
             (kind, f"{kind}-{i + 1}" if count > 1 else kind)

@@ -81,6 +81,24 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def worker_env(
+    profile: Profile, redis_url: str, data: Path, models: Path, **extra: str
+) -> dict[str, str]:
+    """The environment of the bench's workers: Redis, folders and engines, no quality reports."""
+    return child_env(
+        {
+            "JAYAVATAR_REDIS_URL": redis_url,
+            "JAYAVATAR_DATA_DIR": str(data),
+            "JAYAVATAR_MODELS_DIR": str(models),
+            "JAYAVATAR_DEVICE": profile.device,
+            "JAYAVATAR_VOICE_ENGINE": profile.voice_engine,
+            "JAYAVATAR_LIPSYNC_ENGINE": profile.lipsync_engine,
+            "JAYAVATAR_QUALITY_REPORT": "false",
+            **extra,
+        }
+    )
+
+
 @dataclass
 class Worker:
     """One `jayavatar worker KIND` process; `start` returns seconds until it is ready."""

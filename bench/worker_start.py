@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.e2e_gpu import GPU, SMOKE
-from bench.e2e_stack import Worker, build_inputs, child_env, worker_pythons
+from bench.e2e_stack import Worker, build_inputs, child_env, worker_env, worker_pythons
 from tests.support.stack import RedisProcess
 
 #: What each kind's engine child imports before it builds (the fork server's preload).
@@ -93,17 +93,7 @@ def main() -> None:
     redis = RedisProcess(args.work / "redis-start")
     redis.start()
     try:
-        env = child_env(
-            {
-                "JAYAVATAR_REDIS_URL": redis.url,
-                "JAYAVATAR_DATA_DIR": str(args.work / "data-start"),
-                "JAYAVATAR_MODELS_DIR": str(args.work / "models"),
-                "JAYAVATAR_DEVICE": profile.device,
-                "JAYAVATAR_VOICE_ENGINE": profile.voice_engine,
-                "JAYAVATAR_LIPSYNC_ENGINE": profile.lipsync_engine,
-                "JAYAVATAR_QUALITY_REPORT": "false",
-            }
-        )
+        env = worker_env(profile, redis.url, args.work / "data-start", args.work / "models")
         log_path = args.work / f"start-{args.kind}.log"
         worker = Worker(args.kind, python, env, log_path, args.kind)
         print(f"| {args.kind} launch | ARQ start s | engine ready s | ready s |")
