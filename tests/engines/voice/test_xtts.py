@@ -318,6 +318,17 @@ def test_the_mapped_load_holds_what_coqui_tts_loads(workdir: Path) -> None:
         )
 
 
+def test_a_checkpoint_in_torchs_old_format_is_read_whole(workdir: Path, tmp_path: Path) -> None:
+    """A model.pth saved before torch's zip format cannot be mapped; it loads all the same."""
+    folder = tmp_path / "xtts_v2"
+    shutil.copytree(workdir / "models" / "xtts_v2", folder)
+    checkpoint = torch.load(folder / "model.pth", map_location="cpu", weights_only=True)
+    torch.save(checkpoint, folder / "model.pth", _use_new_zipfile_serialization=False)
+    model = load_model(folder, torch.device("cpu"))
+    expected = checkpoint["model"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
 def test_non_finite_or_reshaped_weights_are_refused(workdir: Path, tmp_path: Path) -> None:
     """A NaN weight or a tensor of another shape stops the engine (and `models import`)."""
     broken = tmp_path / "models" / "xtts_v2"
