@@ -21,14 +21,18 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.e2e_gpu import GPU, SMOKE
-from bench.e2e_stack import Worker, build_inputs, child_env, worker_env, worker_pythons
+from bench.e2e_stack import (
+    Profile,
+    Worker,
+    build_inputs,
+    child_env,
+    restart,
+    worker_env,
+    worker_pythons,
+)
+from jayavatar import catalog
 from tests.support.stack import RedisProcess
 
-#: What each kind's engine child imports before it builds (the fork server's preload).
-ENGINE_IMPORTS = {
-    "voice": "import torch; from engines.voice.xtts_model import coqui; coqui()",
-    "lipsync": "import torch; import engines.lipsync.wav2lip",
-}
 STAMP = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)$", re.M)
 STEPS = {"arq start": rb"Starting worker", "engine ready": rb"engine ready in process"}
 
@@ -46,14 +50,17 @@ def stamps(log: bytes) -> dict[str, float]:
 def launch_once(worker: Worker) -> dict[str, float]:
     """Launch the worker, wait until ready, kill it; return its steps in seconds from launch."""
     start_wall = time.time()
-    worker.launch()
-    while not worker.is_ready():
-        time.sleep(0.01)
-    ready = time.monotonic() - worker.started
+    ready = restart([worker])[worker.name]
     worker.kill()
     log = worker.log_path.read_bytes()[worker.log_from :]
     steps = {k: round(v - start_wall, 2) for k, v in stamps(log).items()}
     return {**steps, "ready": round(ready, 2)}
+
+
+def engine_imports(profile: Profile, kind: catalog.Kind) -> str:
+    """What the kind's engine fork server imports before any child builds, as Python code."""
+    name = profile.voice_engine if kind == "voice" else profile.lipsync_engine
+    return "; ".join(f"import {m}" for m in ("torch", *catalog.engine(name, kind).modules))
 
 
 def slowest_imports(python: str, code: str, top: int = 8) -> list[tuple[float, str]]:
@@ -87,7 +94,8 @@ def main() -> None:
     build_inputs(profile, args.work)
     python = pythons[args.kind]
     if args.imports:
-        for name, code in (("worker", "import cli.main"), ("engine", ENGINE_IMPORTS[args.kind])):
+        engine = engine_imports(profile, args.kind)
+        for name, code in (("worker", "import cli.main"), ("engine", engine)):
             slow = slowest_imports(python, code)
             print(f"{name} imports: " + ", ".join(f"{m} {s:.2f} s" for s, m in slow), flush=True)
     redis = RedisProcess(args.work / "redis-start")
