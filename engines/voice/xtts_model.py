@@ -50,6 +50,7 @@ def coqui() -> types.SimpleNamespace:
         import torchaudio  # noqa: F401
 
     with _distributions_mapped_once():
+        _without_unused_extras()
         from transformers.modeling_utils import no_init_weights
         from TTS.tts.configs.xtts_config import XttsConfig
         from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
@@ -62,6 +63,19 @@ def coqui() -> types.SimpleNamespace:
         legacy_globals=xtts_module._legacy_safe_globals,
         no_init_weights=no_init_weights,
     )
+
+
+def _without_unused_extras() -> None:
+    """Tell transformers that scikit-learn and SciPy are absent, before its models import.
+
+    transformers imports scikit-learn for assisted decoding and SciPy's optimizers for
+    object-detection losses whenever they are installed (librosa brings both); XTTS uses
+    neither, and the two imports took about 1 s of every voice worker's start.
+    """
+    from transformers.utils import import_utils
+
+    import_utils._sklearn_available = False
+    import_utils._scipy_available = False
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -327,6 +329,18 @@ def test_a_checkpoint_in_torchs_old_format_is_read_whole(workdir: Path, tmp_path
     model = load_model(folder, torch.device("cpu"))
     expected = checkpoint["model"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_coqui_tts_imports_without_scikit_learn_or_scipys_optimizers() -> None:
+    # Both are installed here (librosa needs them); XTTS uses neither, and importing them
+    # cost about 1 s of every voice worker's start.
+    code = (
+        "import sys; from engines.voice.xtts_model import coqui; coqui(); "
+        "print(sorted(m for m in ('sklearn', 'scipy.optimize') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import sklearn  # noqa: F401  (installed: the check above is not vacuous)
 
 
 def test_non_finite_or_reshaped_weights_are_refused(workdir: Path, tmp_path: Path) -> None:
