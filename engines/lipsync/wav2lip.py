@@ -176,7 +176,8 @@ class Wav2LipEngine:
                 probe = threading.Thread(target=media.nvenc_available, daemon=True)
                 probe.start()
             name, path = self._checkpoint()
-            model = load_wav2lip(path, fix=f"; fix: {models.get(name).how_to_get}")
+            fix = f"; fix: {models.get(name).how_to_get}"
+            model = load_wav2lip(path, fix, self.device)
             sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
