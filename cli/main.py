@@ -298,9 +298,6 @@ def cancel(settings: Settings, request_id: str) -> None:
 @click.pass_obj
 def worker(settings: Settings, kind: str, burst: bool) -> None:
     """Run the voice or lip-sync worker (in that worker's Python environment)."""
-    from jobs.enginehost import start_fork_server
-
-    start_fork_server(settings, kind)  # type: ignore[arg-type]
     from jobs.worker import build_worker
 
     logging.basicConfig(

@@ -22,7 +22,6 @@ import resource
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Literal, TypeVar
@@ -181,16 +180,6 @@ def engine_context(settings: Settings, kind: EngineKind) -> Any:
     # does not import the worker's command-line module again.
     ctx.set_forkserver_preload(["__main__", __name__, *catalog.engine(name, kind).modules])
     return ctx
-
-
-def start_fork_server(settings: Settings, kind: EngineKind) -> None:
-    """Start the engine's fork server now, without waiting for its imports.
-
-    Called as a worker command begins: the server's imports (torch, the engine: seconds) then
-    run beside the worker's own set-up (ARQ, Redis: most of a second) instead of after it.
-    """
-    engine_context(settings, kind)
-    forkserver.ensure_running()
 
 
 def _rebuild(kind: str, message: str) -> BaseException:

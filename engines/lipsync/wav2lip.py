@@ -154,7 +154,6 @@ class Wav2LipEngine:
         self.media_workers = MediaWorkers(encoders or (split_encoders() if cuda else 1))
         self.mel = MelFrontEnd(self.device)
         self._generator: GenerateFn | None = generator
-        self._nvenc_probe: threading.Thread | None = None
         if cuda:
             torch.backends.cudnn.benchmark = CUDNN_BENCHMARK
 
@@ -171,17 +170,18 @@ class Wav2LipEngine:
         """
         if self._generator is None:
             # Renders on CUDA ask whether NVENC exists; on a card without it the failing probe
-            # takes 0.6 s, which the first render after every start paid. Ask beside the load,
-            # and let the first render wait for the answer rather than the worker's start.
+            # takes 0.6 s, which the first render after every start paid. Ask beside the load.
+            probe = None
             if self.device.type == "cuda":
-                self._nvenc_probe = threading.Thread(target=media.nvenc_available, daemon=True)
-                self._nvenc_probe.start()
+                probe = threading.Thread(target=media.nvenc_available, daemon=True)
+                probe.start()
             name, path = self._checkpoint()
-            fix = f"; fix: {models.get(name).how_to_get}"
-            model = load_wav2lip(path, fix, self.device)
+            model = load_wav2lip(path, fix=f"; fix: {models.get(name).how_to_get}")
             sizes = (self.chunk, self.batch) if self.device.type == "cuda" else ()
             generator = Generator(model, self.device, self.half, sizes)
             generator.warm_up()
+            if probe is not None:
+                probe.join()
             self._generator = generator
             if self.s3fd_path.is_file():
                 from engines.lipsync.s3fd import verify_weights
@@ -190,12 +190,6 @@ class Wav2LipEngine:
         if self.split:
             self.media_workers.start()
         return self._generator
-
-    def _nvenc(self) -> bool:
-        """Whether renders encode with NVENC (the probe `load` started, awaited once)."""
-        if self._nvenc_probe is not None:
-            self._nvenc_probe.join()
-        return media.nvenc_available()
 
     def close(self) -> None:
         """Stop the decoder and encoder processes and free their frame ring."""
@@ -271,7 +265,7 @@ class Wav2LipEngine:
             "height": meta["height"],
             "fps": round(plan.fps),
             "audio": wav48,
-            "nvenc": self.device.type == "cuda" and self._nvenc(),
+            "nvenc": self.device.type == "cuda" and media.nvenc_available(),
             "preset": self.preset,
             "metadata": metadata,
         }

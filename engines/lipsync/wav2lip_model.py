@@ -6,7 +6,6 @@ are; only the generator is here (the GAN's discriminator is a training-time netw
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +193,8 @@ def extract_state_dict(checkpoint: Any) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def check_state_dict(model: nn.Module, state: dict[str, Tensor], values: bool = True) -> None:
-    """Raise `ModelMissing` naming the first mismatches if `state` does not fit `model` exactly.
-
-    With `values=False` only names and shapes are checked (the loader checks values later,
-    on the device the weights end up on).
-    """
+def check_state_dict(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Raise `ModelMissing` naming the first mismatches if `state` does not fit `model` exactly."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(expected.keys() - state.keys())
     extra = sorted(state.keys() - expected.keys())
@@ -215,7 +210,7 @@ def check_state_dict(model: nn.Module, state: dict[str, Tensor], values: bool = 
         problems.append(f"{len(extra)} unexpected keys (e.g. {', '.join(extra[:3])})")
     if wrong:
         problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:2])})")
-    broken = non_finite(state) if values else []
+    broken = non_finite(state)
     if broken:
         problems.append(f"{len(broken)} tensors hold NaN or infinite values (e.g. {broken[0]})")
     if problems:
@@ -232,17 +227,16 @@ def probe(model: Wav2Lip) -> None:
 
     Catches what the tensors alone do not show, such as negative BatchNorm variances.
     """
-    device = next(model.parameters()).device
-    mel = torch.linspace(-4.0, 1.0, 80 * 16, device=device).reshape(1, 1, 80, 16)
-    faces = torch.full((1, 6, 96, 96), 0.5, device=device)
+    mel = torch.linspace(-4.0, 1.0, 80 * 16).reshape(1, 1, 80, 16)
+    faces = torch.full((1, 6, 96, 96), 0.5)
     with torch.no_grad():
         out = model(mel, faces)
     if tuple(out.shape) != (1, 3, 96, 96) or not bool(out.isfinite().all()):
         raise ModelMissing("the Wav2Lip generator's probe pass gives NaN or infinite pixels")
 
 
-def load_wav2lip(path: Path, fix: str = "", device: torch.device | str = "cpu") -> Wav2Lip:
-    """Load an official-format generator checkpoint strictly onto `device`, in eval mode.
+def load_wav2lip(path: Path, fix: str = "") -> Wav2Lip:
+    """Load an official-format generator checkpoint strictly onto the CPU, in eval mode.
 
     Refuses, with `ModelMissing` naming the file and ending in `fix`, a file that is absent,
     unreadable, of something else (keys or shapes differ), holds non-finite weights, or whose
@@ -251,20 +245,15 @@ def load_wav2lip(path: Path, fix: str = "", device: torch.device | str = "cpu") 
     if not path.is_file():
         raise ModelMissing(f"Wav2Lip weights not found at {path}{fix}")
     try:
-        # Mapped, not read: the tensors are read once, by the copy to `device`. Torch's
-        # pre-zip format cannot be mapped and is read whole.
-        mapped = zipfile.is_zipfile(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = extract_state_dict(checkpoint)
         # Built without storage (no random initial values to draw, a third of a second on a
         # busy CPU), then given the file's tensors; strict, so a missing one still fails here.
         with torch.device("meta"):
             model = Wav2Lip()
-        check_state_dict(model, state, values=False)
+        check_state_dict(model, state)
         model.load_state_dict(state, strict=True, assign=True)
-        model = model.eval().to(device)
-        # Values are checked where they now live: on a GPU reading every weight is quick.
-        check_state_dict(model, model.state_dict())
+        model.eval()
         probe(model)
     except ModelMissing as exc:
         raise ModelMissing(f"{path}: {exc}{fix}") from exc

@@ -71,23 +71,3 @@ def test_an_engine_the_fork_server_cannot_import_still_starts(
     finally:
         host.kill()
         forkserver._forkserver._stop()  # type: ignore[attr-defined]
-
-
-def test_the_fork_server_started_as_a_worker_begins_is_the_one_its_engine_comes_from() -> None:
-    # The worker command starts the server first, so its imports run beside ARQ's set-up; the
-    # engine child started later must come from that server, not a second one.
-    forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    settings = Settings(lipsync_engine="landmark")
-    enginehost.start_fork_server(settings, "lipsync")
-    server = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-    assert server is not None
-    host = EngineHost(settings, "lipsync")
-    try:
-        asyncio.run(host.start())
-        assert host.pid is not None
-        with open(f"/proc/{host.pid}/stat", encoding="ascii") as stat:
-            parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-        assert parent == server == forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-    finally:
-        host.kill()
-        forkserver._forkserver._stop()  # type: ignore[attr-defined]

@@ -111,15 +111,6 @@ def test_loader_accepts_every_official_variant(
         assert torch.equal(loaded(*inputs), model(*inputs))
 
 
-def test_a_checkpoint_in_torchs_old_format_is_read_whole(tmp_path: Path, model: Wav2Lip) -> None:
-    # The loader maps zip checkpoints; one saved in the pre-zip format cannot be mapped.
-    path = tmp_path / "wav2lip_gan.pth"
-    torch.save({"state_dict": model.state_dict()}, path, _use_new_zipfile_serialization=False)
-    loaded = load_wav2lip(path)
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-
-
 def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "wav2lip_gan.pth"
     with pytest.raises(ModelMissing, match=r"wav2lip_gan\.pth.*jayavatar models import"):
