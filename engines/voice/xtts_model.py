@@ -248,7 +248,7 @@ def _brief(exc: BaseException) -> str:
 
 
 def _vocoder_probe_ok(model: Any) -> bool:
-    """Run the HiFi-GAN vocoder once on a few constant latents (on the CPU); True if finite."""
+    """Run the HiFi-GAN vocoder once on a few constant latents, on its device; True if finite."""
     device = next(model.hifigan_decoder.parameters()).device
     latents = torch.full((1, 4, int(model.args.decoder_input_dim)), 0.1, device=device)
     speaker = torch.full((1, int(model.args.d_vector_dim), 1), 0.01, device=device)

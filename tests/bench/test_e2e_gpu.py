@@ -6,44 +6,20 @@ is slow; it checks that the script runs and writes its report, never how fast an
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.stack import ROOT
+from tests.support.bench import run_smoke
 
 pytestmark = pytest.mark.slow
 
 
 def test_smoke_run_writes_every_table(tmp_path: Path) -> None:
     """A smoke run (lip-sync worker pinned to a core) ends cleanly and writes every table."""
-    for env in ("xtts", "lipsync"):
-        if not (ROOT / ".venvs" / env / "bin" / "python").exists():
-            pytest.skip(f"the {env} environment is missing")
     out = tmp_path / "e2e.md"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "bench/e2e_gpu.py",
-            "--smoke",
-            "--work",
-            str(tmp_path / "w"),
-            "--out",
-            str(out),
-            "--pin",
-            "1",
-        ],
-        cwd=ROOT,
-        # As its docstring runs it: the repository on the path (a script's own folder is not).
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    args = ("--smoke", "--work", str(tmp_path / "w"), "--out", str(out), "--pin", "1")
+    run_smoke("e2e_gpu.py", *args, envs=("xtts", "lipsync"), timeout=1200)
     report = out.read_text(encoding="utf-8")
     assert "| voice | 2 |" in report and "| lipsync | 2 |" in report  # first start + 1 restart
     assert "| warm | 3 s (" in report and "| after restart | 3 s (" in report
